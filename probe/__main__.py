@@ -1,0 +1,5 @@
+"""`python -m probe` is `netprobe`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""The agent on real sockets: loopback listeners and a real DNS server (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from agenthelp import AGENT, result, run_agent, verdicts
+from dnsfixture import Zone, dns_server
+
+from probe import agent
+
+
+def resolv(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "resolv.conf"
+    path.write_text(text)
+    return str(path)
+
+
+def test_listener_allowed_and_closed_port_refused(listener, closed_port):
+    host, port = listener
+    code, doc, _ = run_agent({"version": 1, "timeout": 1, "checks": [
+        {"id": "open", "kind": "tcp", "host": host, "port": port},
+        {"id": "closed", "kind": "tcp", "host": host, "port": closed_port}]})
+    assert code == 0 and doc is not None
+    assert verdicts(doc) == {"open": "allowed", "closed": "refused"}
+    assert f"{host}:{port}" in result(doc, "open")["detail"]
+    assert result(doc, "closed")["attempts"] == 1
+
+
+def test_dns_resolves_through_search_list_with_ndots(tmp_path, loopback_ip):
+    zone = Zone(records={"db.default.svc.cluster.local": ["10.96.0.7"]})
+    conf = resolv(tmp_path, f"search default.svc.cluster.local svc.cluster.local\n"
+                  f"nameserver {loopback_ip}\noptions ndots:5\n")
+    with dns_server(loopback_ip, zone):
+        code, doc, _ = run_agent({"version": 1, "timeout": 2, "resolv_conf": conf, "checks": [
+            {"id": "short", "kind": "dns", "name": "db"}]})
+    assert code == 0 and doc is not None
+    r = result(doc, "short")
+    assert r["verdict"] == "allowed"
+    assert "10.96.0.7" in r["detail"]
+    # glibc order: fewer dots than ndots, so the search list comes first
+    assert zone.queries[0][1] == "db.default.svc.cluster.local"
+
+
+def test_name_with_enough_dots_is_tried_as_is_first(tmp_path, loopback_ip):
+    zone = Zone(records={"a.b.example": ["10.1.2.3"]})
+    conf = resolv(tmp_path, f"search ns.svc.cluster.local\nnameserver {loopback_ip}\noptions ndots:2\n")
+    with dns_server(loopback_ip, zone):
+        _, doc, _ = run_agent({"version": 1, "timeout": 2, "resolv_conf": conf, "checks": [
+            {"id": "d", "kind": "dns", "name": "a.b.example"}]})
+    assert doc is not None and verdicts(doc) == {"d": "allowed"}
+    assert [q[1] for q in zone.queries] == ["a.b.example"]
+
+
+def test_missing_name_is_nxdomain_after_every_search_domain(tmp_path, loopback_ip):
+    zone = Zone()
+    conf = resolv(tmp_path, f"search a.local b.local\nnameserver {loopback_ip}\noptions ndots:5\n")
+    with dns_server(loopback_ip, zone):
+        _, doc, _ = run_agent({"version": 1, "timeout": 2, "resolv_conf": conf, "checks": [
+            {"id": "d", "kind": "dns", "name": "nosuch"},
+            {"id": "t", "kind": "tcp", "host": "nosuch", "port": 5432}]})
+    assert doc is not None
+    assert verdicts(doc) == {"d": "nxdomain", "t": "nxdomain"}
+    assert "port not tested" in result(doc, "t")["detail"]
+    assert {q[1] for q in zone.queries} == {"nosuch.a.local", "nosuch.b.local", "nosuch"}
+
+
+def test_truncated_udp_answer_falls_back_to_tcp(tmp_path, loopback_ip):
+    many = [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(60)]  # > 512 bytes of answers
+    zone = Zone(records={"big.example": many})
+    conf = resolv(tmp_path, f"nameserver {loopback_ip}\n")
+    with dns_server(loopback_ip, zone):
+        _, doc, _ = run_agent({"version": 1, "timeout": 2, "resolv_conf": conf, "checks": [
+            {"id": "d", "kind": "dns", "name": "big.example."}]})
+    assert doc is not None and verdicts(doc) == {"d": "allowed"}
+    assert ("udp", "big.example", 1) in zone.queries
+    assert ("tcp", "big.example", 1) in zone.queries
+    assert "10.0.0.60" in result(doc, "d")["detail"] or "10.0.0.1" in result(doc, "d")["detail"]
+
+
+def test_servfail_is_an_error_not_a_missing_name(tmp_path, loopback_ip):
+    zone = Zone(servfail={"broken.example"})
+    conf = resolv(tmp_path, f"nameserver {loopback_ip}\n")
+    with dns_server(loopback_ip, zone):
+        _, doc, _ = run_agent({"version": 1, "timeout": 2, "resolv_conf": conf, "checks": [
+            {"id": "d", "kind": "dns", "name": "broken.example."}]})
+    assert doc is not None and verdicts(doc) == {"d": "error"}
+    assert "SERVFAIL" in result(doc, "d")["detail"]
+
+
+def test_silent_nameserver_is_dns_timeout_within_the_timeout(tmp_path, loopback_ip, listener):
+    # Nobody serves DNS on this address: queries vanish, as when a policy drops them.
+    conf = resolv(tmp_path, f"search default.svc.cluster.local\nnameserver {loopback_ip}\noptions ndots:5\n")
+    started = time.monotonic()
+    _, doc, _ = run_agent({"version": 1, "timeout": 0.6, "resolv_conf": conf, "checks": [
+        {"id": "d", "kind": "dns", "name": "db"},
+        {"id": "t", "kind": "tcp", "host": "db", "port": listener[1]}]})
+    wall = time.monotonic() - started
+    assert doc is not None
+    assert verdicts(doc) == {"d": "dns-timeout", "t": "dns-timeout"}
+    assert "DNS failed, port not tested" in result(doc, "t")["detail"]
+    assert wall < 3.0  # one shared lookup with a real deadline, not resolv.conf's 5 s x 2
+
+
+def test_attempts_rerun_only_failed_checks(listener, closed_port):
+    host, port = listener
+    _, doc, _ = run_agent({"version": 1, "timeout": 1, "attempts": 3, "checks": [
+        {"id": "open", "kind": "tcp", "host": host, "port": port},
+        {"id": "closed", "kind": "tcp", "host": host, "port": closed_port}]})
+    assert doc is not None
+    assert result(doc, "open")["attempts"] == 1
+    assert result(doc, "closed")["attempts"] == 3
+    assert result(doc, "closed")["history"] == ["refused"] * 3
+
+
+def test_http_check_reports_status(tmp_path):
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _, doc, _ = run_agent({"version": 1, "timeout": 2, "checks": [
+            {"id": "h", "kind": "http", "url": f"http://127.0.0.1:{server.server_port}/nope"}]})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert doc is not None and verdicts(doc) == {"h": "allowed"}
+    assert "HTTP 404" in result(doc, "h")["detail"]
+
+
+def test_result_is_written_to_the_termination_log(tmp_path, listener):
+    import subprocess
+    import sys
+
+    log = tmp_path / "termination-log"
+    plan = {"version": 1, "timeout": 1, "checks": [
+        {"id": "c", "kind": "tcp", "host": listener[0], "port": listener[1]}]}
+    proc = subprocess.run([sys.executable, str(AGENT), json.dumps(plan)], capture_output=True,
+                          text=True, env={"NETPROBE_TERMINATION_LOG": str(log)}, check=True)
+    assert json.loads(log.read_text()) == json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("plan, message", [
+    ("{not json", "not valid JSON"),
+    ("/no/such/plan.json", "cannot read plan file"),
+    ('{"version": 2, "checks": []}', "plan version: expected 1, got 2"),
+    ('{"version": 1, "checks": [{"id": "x", "kind": "udp", "host": "a", "port": 1}]}',
+     "checks[0].kind: expected one of tcp, dns, http"),
+    ('{"version": 1, "checks": [{"id": "x", "kind": "tcp", "host": "db"}]}',
+     "checks[0].port: expected a port between 1 and 65535"),
+    ('{"version": 1, "checks": [{"id": "x", "kind": "dns"}]}', "checks[0].name"),
+    ('{"version": 1, "timeout": -1, "checks": []}', "timeout: expected a positive number"),
+    ('{"version": 1, "checks": [{"id": "x", "kind": "dns", "name": "a"},'
+     ' {"id": "x", "kind": "dns", "name": "b"}]}', "duplicate id"),
+], ids=["not-json", "missing-plan-file", "wrong-version", "unknown-kind", "missing-port", "dns-without-name",
+        "negative-timeout", "duplicate-id"])
+def test_malformed_plan_exits_2_with_one_line(plan, message):
+    code, doc, stderr = run_agent(plan)
+    assert code == 2 and doc is None
+    assert message in stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+def test_resolv_conf_parsing_follows_glibc():
+    conf = agent.ResolvConf.parse(
+        "# comment\nnameserver 10.96.0.10\nnameserver 10.96.0.11\nsearch a.svc b.svc\n"
+        "options ndots:5 timeout:1\n")
+    assert conf.nameservers == ["10.96.0.10", "10.96.0.11"]
+    assert conf.candidates("db") == ["db.a.svc", "db.b.svc", "db"]
+    assert conf.candidates("db.") == ["db"]
+    assert agent.ResolvConf.parse("search x\n").candidates("a.b") == ["a.b", "a.b.x"]
+
+
+def test_agent_source_is_python38_compatible_syntax():
+    import ast
+
+    source = AGENT.read_text()
+    ast.parse(source, feature_version=(3, 8))
+    assert "import probe" not in source  # travels alone into the pod

@@ -1,0 +1,135 @@
+"""The agent inside a network namespace, with iptables producing real drops and rejects.
+
+The namespace stands in for a pod; iptables rules in its OUTPUT chain stand in for the
+source's egress policy. The host side runs real listeners and a real DNS server.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from agenthelp import result, run_agent, verdicts
+from dnsfixture import Zone, dns_server
+
+pytestmark = pytest.mark.netns
+
+_missing = [tool for tool in ("ip", "iptables") if shutil.which(tool) is None]
+if os.geteuid() != 0 or _missing:
+    pytest.skip(f"needs root and ip/iptables (missing: {', '.join(_missing) or 'root'})",
+                allow_module_level=True)
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, text=True)
+
+
+@dataclass
+class Pod:
+    netns: str
+    host_ip: str  # the "cluster" side: listeners and DNS
+    dns_dropped_ip: str  # a second host address whose port 53 the pod's egress drops
+    ports: dict[str, int]
+    resolv_conf: str
+
+
+@pytest.fixture(scope="module")
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
+    n = random.randint(1, 254)
+    ns, host_if, pod_if = f"npt-{n}-{os.getpid()}", f"npt{n}h{os.getpid() % 1000}", f"npt{n}p"
+    net = f"198.18.{n}"
+    sh("ip", "netns", "add", ns)
+    listeners: list[socket.socket] = []
+    try:
+        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", pod_if, "netns", ns)
+        sh("ip", "addr", "add", f"{net}.1/24", "dev", host_if)
+        sh("ip", "addr", "add", f"{net}.5/24", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        sh("ip", "-n", ns, "addr", "add", f"{net}.2/24", "dev", pod_if)
+        sh("ip", "-n", ns, "link", "set", pod_if, "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        ports = {}
+        for name in ("open", "drop", "reset", "icmp_port", "icmp_host"):
+            s = socket.socket()
+            s.bind((f"{net}.1", 0))
+            s.listen(16)
+            listeners.append(s)
+            ports[name] = s.getsockname()[1]
+        rules = [
+            ["-p", "tcp", "--dport", str(ports["drop"]), "-j", "DROP"],
+            ["-p", "tcp", "--dport", str(ports["reset"]), "-j", "REJECT", "--reject-with", "tcp-reset"],
+            ["-p", "tcp", "--dport", str(ports["icmp_port"]), "-j", "REJECT",
+             "--reject-with", "icmp-port-unreachable"],
+            ["-p", "tcp", "--dport", str(ports["icmp_host"]), "-j", "REJECT",
+             "--reject-with", "icmp-host-unreachable"],
+            ["-d", f"{net}.5", "-p", "udp", "--dport", "53", "-j", "DROP"],
+            ["-d", f"{net}.5", "-p", "tcp", "--dport", "53", "-j", "DROP"],
+        ]
+        for rule in rules:
+            sh("ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", *rule)
+        conf = tmp_path_factory.mktemp("resolv") / "resolv.conf"
+        conf.write_text(f"search default.svc.cluster.local svc.cluster.local cluster.local\n"
+                        f"nameserver {net}.1\noptions ndots:5\n")
+        yield Pod(ns, f"{net}.1", f"{net}.5", ports, str(conf))
+    finally:
+        for s in listeners:
+            s.close()
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        subprocess.run(["ip", "link", "delete", host_if], capture_output=True)
+
+
+def test_each_verdict_comes_from_real_packets(pod: Pod) -> None:
+    checks = [{"id": name, "kind": "tcp", "host": pod.host_ip, "port": port}
+              for name, port in pod.ports.items()]
+    checks.append({"id": "noroute", "kind": "tcp", "host": "198.51.100.1", "port": 443})
+    started = time.monotonic()
+    code, doc, err = run_agent({"version": 1, "timeout": 1.0, "checks": checks}, netns=pod.netns)
+    wall = time.monotonic() - started
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {
+        "open": "allowed",
+        "drop": "blocked",  # silent DROP: the usual policy drop
+        "reset": "refused",  # REJECT with tcp-reset
+        "icmp_port": "refused",  # ICMP port-unreachable is reported by the kernel as ECONNREFUSED
+        "icmp_host": "unreachable",  # ICMP host-unreachable
+        "noroute": "unreachable",  # no route at all
+    }
+    assert result(doc, "drop")["elapsed_ms"] >= 900
+    assert wall < 3.0  # concurrently: about one timeout, not the sum
+
+
+def test_dropped_dns_is_dns_timeout_and_names_dns_as_the_cause(pod: Pod, tmp_path: Path) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"search default.svc.cluster.local\nnameserver {pod.dns_dropped_ip}\noptions ndots:5\n")
+    zone = Zone(records={"db.default.svc.cluster.local": [pod.host_ip]})
+    # The DNS server is alive: only the pod's egress rule stops the query.
+    with dns_server(pod.dns_dropped_ip, zone):
+        _, doc, _ = run_agent({"version": 1, "timeout": 1.0, "resolv_conf": str(conf), "checks": [
+            {"id": "dns", "kind": "dns", "name": "db"},
+            {"id": "db", "kind": "tcp", "host": "db", "port": pod.ports["open"]}]}, netns=pod.netns)
+    assert doc is not None
+    assert verdicts(doc) == {"dns": "dns-timeout", "db": "dns-timeout"}
+    assert "DNS failed, port not tested" in result(doc, "db")["detail"]
+    assert zone.queries == []  # nothing reached the server
+
+
+def test_resolved_name_then_connects_through_the_search_list(pod: Pod) -> None:
+    zone = Zone(records={"db.default.svc.cluster.local": [pod.host_ip]})
+    with dns_server(pod.host_ip, zone):
+        _, doc, _ = run_agent({"version": 1, "timeout": 1.0, "resolv_conf": pod.resolv_conf, "checks": [
+            {"id": "db", "kind": "tcp", "host": "db", "port": pod.ports["open"]},
+            {"id": "db-dropped", "kind": "tcp", "host": "db", "port": pod.ports["drop"]},
+            {"id": "missing", "kind": "tcp", "host": "nosuch", "port": pod.ports["open"]}]},
+            netns=pod.netns)
+    assert doc is not None
+    assert verdicts(doc) == {"db": "allowed", "db-dropped": "blocked", "missing": "nxdomain"}
+    # one lookup served both checks to db
+    assert sum(1 for q in zone.queries if q[1] == "db.default.svc.cluster.local" and q[2] == 1) == 1
