@@ -19,6 +19,8 @@ glibc: nameservers, `search` and `ndots` from /etc/resolv.conf, UDP with TCP fal
 truncation, and it stops the search on a timeout as glibc's res_nsearch does.
 """
 
+from __future__ import annotations
+
 import asyncio
 import errno
 import ipaddress
@@ -30,6 +32,7 @@ import ssl
 import struct
 import sys
 import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PLAN_VERSION = 1
 RESULT_VERSION = 1
@@ -57,18 +60,18 @@ class PlanError(Exception):
 # ---------------------------------------------------------------------------------- plan
 
 
-def _number(value, where):
+def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise PlanError("%s: expected a positive number, got %r" % (where, value))
     return float(value)
 
 
-def parse_plan(text):
+def parse_plan(text: str) -> Dict[str, Any]:
     """Validate a plan document; raise PlanError naming the first problem."""
     try:
         plan = json.loads(text)
     except ValueError as exc:
-        raise PlanError("plan is not valid JSON: %s" % exc)
+        raise PlanError("plan is not valid JSON: %s" % exc) from None
     if not isinstance(plan, dict):
         raise PlanError("plan must be a JSON object, got %s" % type(plan).__name__)
     if plan.get("version") != PLAN_VERSION:
@@ -119,14 +122,16 @@ def parse_plan(text):
 class ResolvConf:
     """The parts of resolv.conf that decide how a name is looked up."""
 
-    def __init__(self, nameservers, search, ndots):
+    def __init__(self, nameservers: List[str], search: List[str], ndots: int) -> None:
         self.nameservers = nameservers
         self.search = search
         self.ndots = ndots
 
     @classmethod
-    def parse(cls, text):
-        nameservers, search, ndots = [], [], 1
+    def parse(cls, text: str) -> "ResolvConf":
+        nameservers: List[str] = []
+        search: List[str] = []
+        ndots = 1
         for line in text.splitlines():
             words = line.split("#", 1)[0].split(";", 1)[0].split()
             if not words:
@@ -138,21 +143,19 @@ class ResolvConf:
             elif words[0] == "options":
                 for opt in words[1:]:
                     if opt.startswith("ndots:"):
-                        try:
-                            ndots = min(15, max(0, int(opt[6:])))
-                        except ValueError:
-                            pass
+                        if opt[6:].isdigit():
+                            ndots = min(15, int(opt[6:]))
         return cls(nameservers or ["127.0.0.1"], search, ndots)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str) -> "ResolvConf":
         try:
             with open(path) as f:
                 return cls.parse(f.read())
         except OSError:
             return cls(["127.0.0.1"], [], 1)
 
-    def candidates(self, name):
+    def candidates(self, name: str) -> List[str]:
         """Fully qualified names to try, in glibc's order."""
         if name.endswith("."):
             return [name.rstrip(".")]
@@ -163,7 +166,7 @@ class ResolvConf:
         return searched + as_is
 
 
-def encode_query(qid, name, qtype):
+def encode_query(qid: int, name: str, qtype: int) -> bytes:
     """A DNS query message with recursion desired."""
     header = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
     qname = b""
@@ -175,8 +178,9 @@ def encode_query(qid, name, qtype):
     return header + qname + b"\x00" + struct.pack(">HH", qtype, 1)
 
 
-def _read_name(msg, offset):
-    labels, jumps, end = [], 0, None
+def _read_name(msg: bytes, offset: int) -> Tuple[str, int]:
+    labels: List[str] = []
+    jumps, end = 0, None  # type: Tuple[int, Optional[int]]
     while True:
         if offset >= len(msg):
             raise ValueError("name runs past the message")
@@ -197,7 +201,7 @@ def _read_name(msg, offset):
         offset += 1 + length
 
 
-def decode_response(msg, qid):
+def decode_response(msg: bytes, qid: int) -> Tuple[int, bool, List[str]]:
     """(rcode, truncated, addresses) of a response; ValueError when malformed."""
     if len(msg) < 12:
         raise ValueError("short DNS message (%d bytes)" % len(msg))
@@ -231,10 +235,10 @@ def decode_response(msg, qid):
 
 
 class _UdpWaiter(asyncio.DatagramProtocol):
-    def __init__(self, future, qid, server):
+    def __init__(self, future: "asyncio.Future[Any]", qid: int, server: str) -> None:
         self.future, self.qid, self.server = future, qid, server
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data: bytes, addr: Any) -> None:
         if addr[0] != self.server or self.future.done():
             return
         try:
@@ -246,34 +250,38 @@ class _UdpWaiter(asyncio.DatagramProtocol):
             return
         self.future.set_result(("answer", answer))
 
-    def error_received(self, exc):
+    def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors on UDP: treat like silence, glibc does the same without a reply
+
+
+def _waiter_factory(future: "asyncio.Future[Any]", qid: int, server: str) -> Any:
+    return lambda: _UdpWaiter(future, qid, server)
 
 
 class DnsOutcome:
     """What a lookup found: verdict plus detail and addresses."""
 
-    def __init__(self, verdict, detail, addresses=()):
+    def __init__(self, verdict: str, detail: str, addresses: Sequence[str] = ()) -> None:
         self.verdict, self.detail, self.addresses = verdict, detail, list(addresses)
 
 
 class Resolver:
     """A stub resolver with a deadline, sharing lookups between concurrent checks."""
 
-    def __init__(self, conf):
+    def __init__(self, conf: ResolvConf) -> None:
         self.conf = conf
-        self._cache = {}
+        self._cache: Dict[str, Any] = {}
 
-    async def resolve(self, name, timeout):
+    async def resolve(self, name: str, timeout: float) -> "DnsOutcome":
         key = name.lower()
         if key not in self._cache:
             self._cache[key] = asyncio.ensure_future(self._resolve(name, timeout))
         return await asyncio.shield(self._cache[key])
 
-    def forget(self, name):
+    def forget(self, name: str) -> None:
         self._cache.pop(name.lower(), None)
 
-    async def _resolve(self, name, timeout):
+    async def _resolve(self, name: str, timeout: float) -> "DnsOutcome":
         loop = asyncio.get_event_loop()
         deadline = loop.time() + timeout
         tried, nodata, servfail = [], False, None
@@ -305,7 +313,7 @@ class Resolver:
         why = "no address record" if nodata else "NXDOMAIN"
         return DnsOutcome(NXDOMAIN, "%s: %s (tried %s)" % (name, why, ", ".join(tried)))
 
-    async def _query(self, fqdn, qtype, deadline):
+    async def _query(self, fqdn: str, qtype: int, deadline: float) -> Tuple[Any, ...]:
         """('answer', rcode, addrs) | ('timeout',) | ('malformed', why) for one question."""
         loop = asyncio.get_event_loop()
         qid = random.randrange(1, 65536)
@@ -320,7 +328,7 @@ class Resolver:
             for server in servers:
                 family = socket.AF_INET6 if ":" in server else socket.AF_INET
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda s=server: _UdpWaiter(future, qid, s), family=family)
+                    _waiter_factory(future, qid, server), family=family)
                 transports.append((transport, server))
             # Send to the first server; every retransmit interval, also try the next one.
             remaining = deadline - loop.time()
@@ -350,7 +358,7 @@ class Resolver:
             for transport, _ in transports:
                 transport.close()
 
-    async def _query_tcp(self, query, qid, server, deadline):
+    async def _query_tcp(self, query: bytes, qid: int, server: str, deadline: float) -> Tuple[Any, ...]:
         loop = asyncio.get_event_loop()
         writer = None
         try:
@@ -378,7 +386,7 @@ class Resolver:
 # -------------------------------------------------------------------------------- checks
 
 
-def _is_ip(host):
+def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
         return True
@@ -386,11 +394,11 @@ def _is_ip(host):
         return False
 
 
-def _ms(start):
-    return int(round((time.monotonic() - start) * 1000))
+def _ms(start: float) -> int:
+    return round((time.monotonic() - start) * 1000)
 
 
-async def _connect(host, port, timeout):
+async def _connect(host: str, port: int, timeout: float) -> Tuple[str, str, Optional[socket.socket]]:
     """(verdict, detail, socket or None) for a TCP connect to an IP address."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -413,7 +421,9 @@ async def _connect(host, port, timeout):
         return ERROR, "%s: %s" % (where, exc), None
 
 
-async def _address_of(resolver, host, timeout):
+async def _address_of(
+    resolver: Resolver, host: str, timeout: float
+) -> Tuple[Optional[str], Optional[Tuple[str, str]]]:
     """(address, None) or (None, (verdict, detail)) for a host that may be a name."""
     if _is_ip(host):
         return host, None
@@ -424,15 +434,15 @@ async def _address_of(resolver, host, timeout):
     return (v4 or outcome.addresses)[0], None
 
 
-async def check_dns(check, resolver, timeout):
+async def check_dns(check: Dict[str, Any], resolver: Resolver, timeout: float) -> Tuple[str, str]:
     outcome = await resolver.resolve(check["name"], timeout)
     return outcome.verdict, outcome.detail
 
 
-async def check_tcp(check, resolver, timeout):
+async def check_tcp(check: Dict[str, Any], resolver: Resolver, timeout: float) -> Tuple[str, str]:
     address, failure = await _address_of(resolver, check["host"], timeout)
-    if failure is not None:
-        return failure
+    if failure is not None or address is None:
+        return failure or (ERROR, "no address")
     verdict, detail, sock = await _connect(address, check["port"], timeout)
     if sock is not None:
         sock.close()
@@ -441,7 +451,7 @@ async def check_tcp(check, resolver, timeout):
     return verdict, detail
 
 
-def _split_url(url):
+def _split_url(url: str) -> Tuple[str, str, int, str]:
     scheme, rest = url.split("://", 1)
     hostport, _, path = rest.partition("/")
     if hostport.startswith("["):
@@ -452,11 +462,11 @@ def _split_url(url):
     return scheme, host, int(port) if port else (443 if scheme == "https" else 80), "/" + path
 
 
-async def check_http(check, resolver, timeout):
+async def check_http(check: Dict[str, Any], resolver: Resolver, timeout: float) -> Tuple[str, str]:
     scheme, host, port, path = _split_url(check["url"])
     address, failure = await _address_of(resolver, host, timeout)
-    if failure is not None:
-        return failure
+    if failure is not None or address is None:
+        return failure or (ERROR, "no address")
     verdict, detail, sock = await _connect(address, port, timeout)
     if sock is None:
         return verdict, detail
@@ -490,7 +500,7 @@ async def check_http(check, resolver, timeout):
 _CHECKS = {"dns": check_dns, "tcp": check_tcp, "http": check_http}
 
 
-async def _run_one(check, resolver, default_timeout):
+async def _run_one(check: Dict[str, Any], resolver: Resolver, default_timeout: float) -> Dict[str, Any]:
     timeout = float(check.get("timeout", default_timeout))
     start = time.monotonic()
     try:
@@ -500,11 +510,11 @@ async def _run_one(check, resolver, default_timeout):
     return {"id": check["id"], "verdict": verdict, "elapsed_ms": _ms(start), "detail": detail}
 
 
-async def run_plan(plan):
+async def run_plan(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Run every check concurrently; re-run failed ones up to `attempts` times."""
     resolver = Resolver(ResolvConf.load(plan["resolv_conf"]))
     pending = list(plan["checks"])
-    results = {}
+    results: Dict[str, Dict[str, Any]] = {}
     for attempt in range(1, plan["attempts"] + 1):
         outcomes = await asyncio.gather(*[_run_one(c, resolver, plan["timeout"]) for c in pending])
         for outcome in outcomes:
@@ -520,7 +530,7 @@ async def run_plan(plan):
     return [results[c["id"]] for c in plan["checks"]]
 
 
-def _raise_fd_limit(needed):
+def _raise_fd_limit(needed: int) -> None:
     try:
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -531,7 +541,7 @@ def _raise_fd_limit(needed):
         pass
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.stderr.write("usage: agent.py PLAN_JSON|PLAN_FILE\n")

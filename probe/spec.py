@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,16 @@ class Spec:
     def timeout_for(self, target: str) -> float:
         """The probe timeout of one target."""
         return self.timeouts.get(target, self.defaults.timeout)
+
+    def in_namespace(self, namespace: str) -> Spec:
+        """A copy where sources and pod targets without a namespace get `namespace`."""
+        ns = Namespace(namespace)
+        return replace(
+            self,
+            sources=tuple(s if s.namespace else replace(s, namespace=ns) for s in self.sources),
+            targets=tuple(replace(t, namespace=ns) if t.kind is TargetKind.PODS and not t.namespace
+                          else t for t in self.targets),
+        )
 
     def source(self, name: str) -> Source:
         """A source by name."""
@@ -267,7 +277,7 @@ def parse_selector(checker: _Checker, node: Node, path: str) -> Selector | None:
         mapping = checker.mapping(labels_node, sub, None, "a mapping of label: value")
         ok = mapping is not None
         for key, value_node in (mapping or {}).items():
-            value = checker.scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
+            value: Any = checker.scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
             if isinstance(value, bool | int | float):
                 value = str(value).lower() if isinstance(value, bool) else str(value)
             if not _label_key(key):
@@ -289,9 +299,9 @@ def parse_selector(checker: _Checker, node: Node, path: str) -> Selector | None:
             if req is None:
                 ok = False
                 continue
-            key = checker.string(req["key"], f"{sub}.key") if "key" in req else None
+            req_key = checker.string(req["key"], f"{sub}.key") if "key" in req else None
             op = checker.string(req["operator"], f"{sub}.operator") if "operator" in req else None
-            if key is None or op is None:
+            if req_key is None or op is None:
                 if "key" not in req or "operator" not in req:
                     checker.fail(item, sub, "a requirement needs `key` and `operator`")
                 ok = False
@@ -317,7 +327,7 @@ def parse_selector(checker: _Checker, node: Node, path: str) -> Selector | None:
                 checker.fail(req["values"], f"{sub}.values", f"operator {op} takes no values")
                 ok = False
             else:
-                requirements.append(Requirement(key=key, operator=op, values=tuple(values)))
+                requirements.append(Requirement(key=req_key, operator=op, values=tuple(values)))
     if not ok:
         return None
     return Selector(match_labels=tuple(sorted(labels.items())),
@@ -352,7 +362,7 @@ def _parse_sources(c: _Checker, node: Node) -> list[Source]:
                 name = None
             else:
                 seen[name] = raw["name"]
-        ns: Namespace | None = Namespace("default")
+        ns: Namespace | None = Namespace("")  # "": the run's namespace (-n, default "default")
         if "namespace" in raw:
             ns = c.typed(raw["namespace"], f"{path}.namespace", _namespace, "a namespace")
         selector = parse_selector(c, raw["selector"], f"{path}.selector") if "selector" in raw else None
@@ -412,14 +422,14 @@ def _parse_target(c: _Checker, item: Node, path: str) -> tuple[Target, float | N
             missing = [k for k in ("selector", "port") if k not in pods]
             if missing:
                 c.fail(value, sub, f"missing required key(s): {', '.join(missing)}")
-            ns = Namespace("default")
+            ns: Namespace | None = Namespace("")
             if "namespace" in pods:
                 ns = c.typed(pods["namespace"], f"{sub}.namespace", _namespace, "a namespace")
             sel = parse_selector(c, pods["selector"], f"{sub}.selector") if "selector" in pods else None
-            port = c.typed(pods["port"], f"{sub}.port", _port, "a port") if "port" in pods else None
-            if ns is not None and sel is not None and port is not None:
+            pod_port: int | None = c.typed(pods["port"], f"{sub}.port", _port, "a port") if "port" in pods else None
+            if ns is not None and sel is not None and pod_port is not None:
                 target = Target(name=name, kind=TargetKind.PODS, namespace=ns, selector=sel,
-                                port=port, external=external)
+                                port=pod_port, external=external)
     else:
         text = c.string(value, sub, "HOST:PORT or {namespace, selector, port}")
         if text is not None:
@@ -474,8 +484,11 @@ def _parse_expect(
     return out
 
 
-def parse_spec(text: str, filename: str = "<spec>") -> Spec:
-    """Parse and validate spec text; raise SpecError listing every problem."""
+def parse_spec(text: str, filename: str = "<spec>", namespace: str = "default") -> Spec:
+    """Parse and validate spec text; raise SpecError listing every problem.
+
+    Sources and pod targets that name no namespace get `namespace` (the CLI's -n).
+    """
     c = _Checker(filename)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -532,11 +545,11 @@ def parse_spec(text: str, filename: str = "<spec>") -> Spec:
     if c.problems:
         raise SpecError(c.problems)
     return Spec(sources=tuple(sources), targets=tuple(targets), expect=expect,
-                defaults=defaults, timeouts=timeouts, path=filename)
+                defaults=defaults, timeouts=timeouts, path=filename).in_namespace(namespace)
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file."""
+def load_spec(path: str | Path, namespace: str = "default") -> Spec:
+    """Read and validate a spec file (see parse_spec for `namespace`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -544,7 +557,7 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError([f"{p}: no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([f"{p}: cannot read the spec: {exc}"]) from None
-    return parse_spec(text, str(p))
+    return parse_spec(text, str(p), namespace)
 
 
 def require_expectations(spec: Spec) -> None:

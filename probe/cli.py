@@ -1,0 +1,280 @@
+"""The `netprobe` command: parse, call the library, render, exit. Nothing else.
+
+Exit codes (README "Exit codes"): 0 every cell matches, 1 a mismatch, 2 bad input,
+3 could not probe (some cell or source could not be probed, or the cluster failed),
+130 interrupted (after cleanup).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import EXIT_CANNOT_PROBE, InputError, NetprobeError
+from .model import RunResult
+from .report import FORMATS, load_result, render, use_colour
+from .spec import load_spec, parse_duration, require_expectations
+
+app = typer.Typer(
+    name="netprobe",
+    help="Check on a live Kubernetes cluster that every workload reaches exactly what it should, "
+         "and nothing else.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"netprobe: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run library code; any NetprobeError becomes its message and exit code, never a traceback."""
+    try:
+        return fn()
+    except NetprobeError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug users
+        if os.environ.get("NETPROBE_DEBUG"):
+            traceback.print_exc()
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set NETPROBE_DEBUG=1 for a traceback)",
+              EXIT_CANNOT_PROBE)
+    raise AssertionError("unreachable")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"netprobe {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """netprobe: observed connectivity vs. expected, on a live cluster."""
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+@app.command()
+def validate(spec: Annotated[Path, typer.Argument(help="The expectation spec (expect.yaml).")]) -> None:
+    """Validate an expectation spec without touching a cluster.
+
+    Examples:
+      netprobe validate examples/tutorial/expect.yaml
+    """
+    loaded = guarded(lambda: load_spec(spec))
+    cells = len(loaded.sources) * len(loaded.targets)
+    note = "" if loaded.has_expectations else " (no `expect` section: use it with --from-policies)"
+    typer.echo(f"{spec}: OK — {len(loaded.sources)} source(s), {len(loaded.targets)} target(s), "
+               f"{cells} cell(s){note}")
+
+
+@app.command()
+def report(
+    result: Annotated[Path, typer.Argument(help="A result saved with `netprobe run -o json`.")],
+    fmt: Annotated[str, typer.Option("--format", "-o", callback=_check_format,
+                                     help="table | json | junit | markdown")] = "table",
+) -> None:
+    """Re-render a saved JSON result; exits with the result's own exit code.
+
+    Examples:
+      netprobe report run.json --format junit > junit.xml
+    """
+    loaded = guarded(lambda: load_result(result))
+    sys.stdout.write(render(loaded, fmt, colour=use_colour(sys.stdout)))
+    raise typer.Exit(loaded.exit_code)
+
+
+def _parse_reports(values: list[str]) -> list[tuple[str, Path]]:
+    out = []
+    for value in values:
+        fmt, sep, path = value.partition("=")
+        if not sep or not path or fmt not in FORMATS:
+            raise typer.BadParameter(f"expected FORMAT=PATH with FORMAT one of {', '.join(FORMATS)}, "
+                                     f"got {value!r}", param_hint="--report")
+        out.append((fmt, Path(path)))
+    return out
+
+
+def _duration(value: str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected {exc}, got {value!r}", param_hint=flag) from None
+
+
+def emit(result: RunResult, output: str, reports: list[tuple[str, Path]]) -> None:
+    """Print the result in `output` format and write every --report file."""
+    sys.stdout.write(render(result, output, colour=use_colour(sys.stdout)))
+    for fmt, path in reports:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(result, fmt), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--report {fmt}={path}: cannot write: {exc}") from None
+
+
+KubeconfigOpt = Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG",
+                                                   help="Path to a kubeconfig (default $KUBECONFIG, "
+                                                        "~/.kube/config, or in-cluster).")]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="The kubeconfig context to use.")]
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Option("--file", "-f", help="The expectation spec (expect.yaml).")],
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: Annotated[str, typer.Option(
+        "--namespace", "-n", help="Namespace of sources/targets that name none.")] = "default",
+    output: Annotated[str, typer.Option("--output", "-o", callback=_check_format,
+                                        help="table | json | junit | markdown")] = "table",
+    report_to: Annotated[list[str] | None, typer.Option(
+        "--report", help="Also write FORMAT=PATH (repeatable), e.g. junit=out/junit.xml.")] = None,
+    probe_timeout: Annotated[str | None, typer.Option(
+        "--probe-timeout", help="Per-check timeout (default: the spec's defaults.timeout).")] = None,
+    attempts: Annotated[int | None, typer.Option(
+        "--attempts", min=1, help="Re-probe mismatching cells, in new pods, up to N rounds in all.")] = None,
+    settle: Annotated[str | None, typer.Option(
+        "--settle", help="Re-probe until two rounds agree, for at most this long (e.g. 60s).")] = None,
+    per_pod: Annotated[bool, typer.Option(
+        "--per-pod", help="One probe pod per source pod, not per network identity.")] = False,
+    max_target_pods: Annotated[int | None, typer.Option(
+        "--max-target-pods", min=1, help="Probe at most N pods of each pod-selector target.")] = None,
+    max_parallel: Annotated[int, typer.Option(
+        "--max-parallel", min=1, help="At most N probe pods at once.")] = 50,
+    image: Annotated[str, typer.Option("--image", envvar="NETPROBE_IMAGE",
+                                       help="Probe image: any image with python3.")] = "python:3.12-alpine",
+    pull_policy: Annotated[str, typer.Option("--image-pull-policy",
+                                             help="IfNotPresent | Always | Never")] = "IfNotPresent",
+    same_node: Annotated[bool, typer.Option(
+        "--same-node", help="Schedule each probe pod on its source pod's node.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep probe Jobs/pods for debugging.")] = False,
+    via: Annotated[str, typer.Option(
+        "--via", help="job (default) | ephemeral: inject into the real source pod (>= 1.25; "
+                      "cannot be removed afterwards).")] = "job",
+    startup_timeout: Annotated[str, typer.Option(
+        "--startup-timeout", help="How long a probe pod may take to start.")] = "120s",
+    timeout: Annotated[str, typer.Option("--timeout", help="Overall deadline of the run.")] = "10m",
+    ttl: Annotated[int, typer.Option("--ttl", min=0,
+                                     help="Seconds a finished probe Job lingers if not deleted.")] = 60,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="Progress on stderr (default: on a TTY, table output).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log steps and API call counts.")] = False,
+) -> None:
+    """Probe the cluster and diff what is reachable against the spec.
+
+    Examples:
+      netprobe run -f expect.yaml
+      netprobe run -f expect.yaml -o json --report junit=out/junit.xml --attempts 2
+    """
+    from .plan import PodSettings
+    from .runner import RunOptions
+
+    reports = _parse_reports(report_to or [])
+    if via not in ("job", "ephemeral"):
+        raise typer.BadParameter(f"expected job or ephemeral, got {via!r}", param_hint="--via")
+    if pull_policy not in ("IfNotPresent", "Always", "Never"):
+        raise typer.BadParameter(f"expected IfNotPresent, Always or Never, got {pull_policy!r}",
+                                 param_hint="--image-pull-policy")
+    options = RunOptions(
+        timeout=_duration(probe_timeout, "--probe-timeout"), attempts=attempts,
+        settle=_duration(settle, "--settle"), per_pod=per_pod, max_target_pods=max_target_pods,
+        max_parallel=max_parallel, keep=keep, via=via,
+        overall_timeout=_duration(timeout, "--timeout") or 600.0,
+        pods=PodSettings(image=image, image_pull_policy=pull_policy, same_node=same_node,
+                         ttl_seconds=ttl,
+                         startup_timeout=_duration(startup_timeout, "--startup-timeout") or 120.0),
+    )
+    show_progress = progress if progress is not None else (output == "table" and sys.stderr.isatty())
+    result = guarded(lambda: _run(spec, namespace, kubeconfig, context, options, show_progress, verbose))
+    guarded(lambda: emit(result, output, reports))
+    if verbose:
+        typer.echo(f"netprobe: run {result.run_id}: {result.meta.get('identities')} identities, "
+                   f"{result.meta.get('probe_pods')} probe pod(s), {result.meta.get('api_calls')} "
+                   f"API call(s), {result.duration_s:.1f}s", err=True)
+    raise typer.Exit(result.exit_code)
+
+
+def _run(spec_path: Path, namespace: str, kubeconfig: str | None, context: str | None,
+         options: object, show_progress: bool, verbose: bool) -> RunResult:
+    from .cluster import KubeCluster
+    from .runner import RunOptions, Runner
+
+    assert isinstance(options, RunOptions)
+    spec = load_spec(spec_path, namespace)
+    require_expectations(spec)
+    cluster = KubeCluster(kubeconfig=kubeconfig, context=context)
+    last = [""]
+
+    def progress(message: str) -> None:
+        if message != last[0]:
+            last[0] = message
+            sys.stderr.write(f"\r\033[K{message}" if sys.stderr.isatty() else f"{message}\n")
+            sys.stderr.flush()
+
+    def log(message: str) -> None:
+        if verbose:
+            typer.echo(f"netprobe: {message}", err=True)
+
+    runner = Runner(cluster, spec, options, progress=progress if show_progress else None, log=log)
+    try:
+        return runner.run()
+    finally:
+        if show_progress and sys.stderr.isatty() and last[0]:
+            sys.stderr.write("\r\033[K")
+
+
+@app.command()
+def cleanup(
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n",
+                                                  help="Only this namespace (default: all).")] = None,
+    older_than: Annotated[str | None, typer.Option(
+        "--older-than", help="Only runs started at least this long ago (leave concurrent runs alone).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run id.")] = None,
+) -> None:
+    """Delete probe Jobs and pods left by earlier runs (only objects labelled netprobe.io/run).
+
+    Examples:
+      netprobe cleanup
+      netprobe cleanup -n prod --older-than 10m
+    """
+    from .cluster import KubeCluster
+    from .runner import cleanup_runs
+
+    age = _duration(older_than, "--older-than") or 0.0
+    removed = guarded(lambda: cleanup_runs(KubeCluster(kubeconfig=kubeconfig, context=context),
+                                           namespace=namespace, older_than=age, run_id=run_id))
+    for ns, rid in removed:
+        typer.echo(f"removed run {rid} in namespace {ns}")
+    typer.echo(f"{len(removed)} run(s) removed")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,446 @@
+"""The only module that talks to the Kubernetes API (and the only importer of `kubernetes`).
+
+Everything the rest of netprobe needs from a cluster is the `Cluster` protocol below;
+`KubeCluster` implements it with the official client, and tests use an in-memory fake.
+Responses are read as plain JSON (`_preload_content=False`) so that the client's models
+never get between us and an API server of another version.
+
+Errors are translated in one place (`_translate`): 429/5xx/dropped connections become
+TransientError (retried with tenacity, honouring Retry-After), 401/403 PermissionDenied,
+anything else ClusterError. No kubernetes or urllib3 exception leaves this module.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, stop_after_delay
+
+from .errors import ClusterError, InputError, PermissionDenied, TransientError
+from .model import Namespace
+from .plan import PLAN_ANNOTATION, RUN_LABEL, ContainerPort, PodInfo
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbePodState:
+    """A probe pod as the watch last saw it."""
+
+    name: str
+    namespace: str
+    plan_index: int | None
+    phase: str = "Pending"
+    reason: str = ""  # pod-level reason (DeadlineExceeded, Evicted, ...)
+    message: str = ""
+    waiting_reason: str = ""
+    waiting_message: str = ""
+    exit_code: int | None = None  # set once the agent container terminated
+    terminated_reason: str = ""
+    termination_message: str = ""
+    unschedulable: str = ""
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobInfo:
+    """A netprobe Job found in the cluster."""
+
+    name: str
+    namespace: str
+    run_id: str
+    created: float  # epoch seconds
+    active: int = 0
+
+
+class Cluster(Protocol):
+    """What netprobe needs from a Kubernetes cluster."""
+
+    api_calls: int
+
+    def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]: ...
+
+    def list_namespaces(self) -> list[dict[str, Any]]: ...
+
+    def list_network_policies(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
+
+    def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
+
+    def create_job(self, manifest: Mapping[str, Any]) -> None: ...
+
+    def watch_probe_pods(self, namespace: str | None, run_id: str,
+                         until: Callable[[], bool], deadline: float) -> Iterator[ProbePodState]: ...
+
+    def pod_log(self, namespace: str, name: str, container: str | None = None) -> str: ...
+
+    def job_events(self, namespace: str, job: str) -> list[str]: ...
+
+    def delete_run(self, namespace: str, run_id: str) -> None: ...
+
+    def list_runs(self, namespace: str | None = None) -> list[JobInfo]: ...
+
+    def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None: ...
+
+    def server_version(self) -> tuple[int, int]: ...
+
+    def ephemeral_state(self, namespace: str, pod: str, container: str) -> ProbePodState | None: ...
+
+
+# ---------------------------------------------------------------------- pure conversions
+
+
+def pod_info(obj: Mapping[str, Any]) -> PodInfo:
+    """A PodInfo from a Pod's JSON."""
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
+    ports = tuple(
+        ContainerPort(name=p.get("name", ""), port=int(p["containerPort"]), protocol=p.get("protocol", "TCP"))
+        for c in spec.get("containers", []) for p in c.get("ports", []) or [] if "containerPort" in p)
+    return PodInfo(
+        name=meta.get("name", ""), namespace=Namespace(meta.get("namespace", "default")),
+        labels=dict(meta.get("labels") or {}), ip=status.get("podIP") or "",
+        phase=status.get("phase", "Pending"),
+        service_account=spec.get("serviceAccountName") or spec.get("serviceAccount") or "",
+        node=spec.get("nodeName") or "", tolerations=tuple(spec.get("tolerations") or ()),
+        ports=ports, deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def probe_pod_state(obj: Mapping[str, Any], deleted: bool = False) -> ProbePodState:
+    """A ProbePodState from a probe Pod's JSON."""
+    meta, status = obj.get("metadata", {}), obj.get("status", {}) or {}
+    annotations = meta.get("annotations") or {}
+    try:
+        index: int | None = int(annotations.get(PLAN_ANNOTATION, ""))
+    except ValueError:
+        index = None
+    waiting: dict[str, Any] = {}
+    terminated: dict[str, Any] = {}
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or waiting
+        terminated = state.get("terminated") or terminated
+    unschedulable = ""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            unschedulable = cond.get("message") or cond.get("reason") or "unschedulable"
+    return ProbePodState(
+        name=meta.get("name", ""), namespace=meta.get("namespace", ""), plan_index=index,
+        phase=status.get("phase", "Pending"), reason=status.get("reason") or "",
+        message=status.get("message") or "",
+        waiting_reason=waiting.get("reason", ""), waiting_message=waiting.get("message", ""),
+        exit_code=terminated.get("exitCode") if terminated else None,
+        terminated_reason=terminated.get("reason", "") if terminated else "",
+        termination_message=terminated.get("message", "") if terminated else "",
+        unschedulable=unschedulable, deleted=deleted,
+    )
+
+
+def _parse_time(text: str) -> float:
+    import datetime
+
+    try:
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# ------------------------------------------------------------------------- retry policy
+
+
+def _wait(state: RetryCallState) -> float:
+    """Retry-After when the server gave one, else exponential backoff (0.5 s .. 8 s)."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, TransientError) and exc.retry_after is not None:
+        return min(max(exc.retry_after, 0.0), 30.0)
+    return float(min(8.0, 0.5 * 2 ** (state.attempt_number - 1)))
+
+
+RETRY_ATTEMPTS = 6
+RETRY_BUDGET_S = 60.0
+
+
+def _retrying(fn: Callable[[], T]) -> T:
+    wrapped = retry(
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_BUDGET_S),
+        wait=_wait,
+        reraise=True,
+    )(fn)
+    return wrapped()
+
+
+# ------------------------------------------------------------------------ the real thing
+
+
+class KubeCluster:
+    """The Cluster protocol over the official kubernetes client."""
+
+    def __init__(self, *, kubeconfig: str | None = None, context: str | None = None,
+                 request_timeout: float = 30.0) -> None:
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        self.api_calls = 0
+        self._timeout = request_timeout
+        try:
+            if kubeconfig is None and context is None and _in_cluster():
+                config.load_incluster_config()
+                api_client = client.ApiClient()
+            else:
+                cfg = client.Configuration()
+                config.load_kube_config(config_file=kubeconfig, context=context,
+                                        client_configuration=cfg)
+                api_client = client.ApiClient(configuration=cfg)
+        except (ConfigException, OSError, TypeError, ValueError) as exc:
+            where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
+            raise InputError(f"cannot load Kubernetes credentials from {where}"
+                             f"{' (context ' + context + ')' if context else ''}: {exc}") from None
+        except Exception as exc:  # yaml errors and others from a malformed kubeconfig
+            raise InputError(f"cannot load Kubernetes credentials from "
+                             f"{kubeconfig or '$KUBECONFIG'}: {exc}") from None
+        self._core = client.CoreV1Api(api_client)
+        self._batch = client.BatchV1Api(api_client)
+        self._net = client.NetworkingV1Api(api_client)
+        self._version = client.VersionApi(api_client)
+        self._client = api_client
+
+    # -- plumbing
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API request, retried when transient; returns parsed JSON."""
+
+        def once() -> Any:
+            self.api_calls += 1
+            try:
+                resp = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+                data = resp.data
+                return json.loads(data) if data else {}
+            except Exception as exc:
+                raise _translate(exc, what) from exc
+
+        return _retrying(once)
+
+    def _list(self, what: str, namespaced: Callable[..., Any], cluster_wide: Callable[..., Any],
+              namespace: str | None, **kwargs: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page_kwargs = {**kwargs, "limit": 500, **({"_continue": token} if token else {})}
+            if namespace:
+                doc = self._call(what, namespaced, namespace, **page_kwargs)
+            else:
+                doc = self._call(what, cluster_wide, **page_kwargs)
+            items += doc.get("items", [])
+            token = (doc.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    # -- reads
+
+    def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]:
+        """Pods matching a label selector, in one namespace or all."""
+        where = f"namespace {namespace}" if namespace else "all namespaces"
+        return [pod_info(p) for p in self._list(
+            f"list pods in {where}", self._core.list_namespaced_pod,
+            self._core.list_pod_for_all_namespaces, namespace, label_selector=label_selector)]
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        """Every Namespace object."""
+        return self._list("list namespaces", self._core.list_namespace,
+                          self._core.list_namespace, None)
+
+    def list_network_policies(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """NetworkPolicies, in one namespace or all."""
+        return self._list("list networkpolicies", self._net.list_namespaced_network_policy,
+                          self._net.list_network_policy_for_all_namespaces, namespace)
+
+    def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Services, in one namespace or all."""
+        return self._list("list services", self._core.list_namespaced_service,
+                          self._core.list_service_for_all_namespaces, namespace)
+
+    def server_version(self) -> tuple[int, int]:
+        """(major, minor) of the API server."""
+        doc = self._call("get server version", self._version.get_code)
+        minor = "".join(ch for ch in str(doc.get("minor", "0")) if ch.isdigit()) or "0"
+        return int(doc.get("major", "1") or 1), int(minor)
+
+    def pod_log(self, namespace: str, name: str, container: str | None = None) -> str:
+        """A pod's log (the agent's stdout)."""
+        self.api_calls += 1
+
+        def once() -> str:
+            try:
+                kwargs: dict[str, Any] = {"_preload_content": False, "_request_timeout": self._timeout,
+                                          "tail_lines": 200}
+                if container:
+                    kwargs["container"] = container
+                resp: Any = self._core.read_namespaced_pod_log(name, namespace, **kwargs)
+                return str(resp.data.decode("utf-8", "replace"))
+            except Exception as exc:
+                raise _translate(exc, f"read log of pod {namespace}/{name}") from exc
+
+        return _retrying(once)
+
+    def job_events(self, namespace: str, job: str) -> list[str]:
+        """Warning messages recorded for a Job (e.g. FailedCreate from admission)."""
+        doc = self._call(f"list events of job {namespace}/{job}", self._core.list_namespaced_event,
+                         namespace, field_selector=f"involvedObject.name={job}")
+        return [f"{e.get('reason', '')}: {e.get('message', '')}" for e in doc.get("items", [])
+                if e.get("type") == "Warning"]
+
+    def list_runs(self, namespace: str | None = None) -> list[JobInfo]:
+        """netprobe Jobs (any run) in one namespace or all."""
+        items = self._list("list netprobe jobs", self._batch.list_namespaced_job,
+                           self._batch.list_job_for_all_namespaces, namespace,
+                           label_selector=RUN_LABEL)
+        return [JobInfo(name=j["metadata"]["name"], namespace=j["metadata"]["namespace"],
+                        run_id=(j["metadata"].get("labels") or {}).get(RUN_LABEL, ""),
+                        created=_parse_time(j["metadata"].get("creationTimestamp", "")),
+                        active=int((j.get("status") or {}).get("active") or 0)) for j in items]
+
+    # -- writes
+
+    def create_job(self, manifest: Mapping[str, Any]) -> None:
+        """Create a probe Job."""
+        ns = manifest["metadata"]["namespace"]
+        self._call(f"create job {ns}/{manifest['metadata']['name']}",
+                   self._batch.create_namespaced_job, ns, dict(manifest))
+
+    def delete_run(self, namespace: str, run_id: str) -> None:
+        """Delete a run's Jobs and their pods in one namespace."""
+        selector = f"{RUN_LABEL}={run_id}"
+        self._call(f"delete jobs of run {run_id} in {namespace}",
+                   self._batch.delete_collection_namespaced_job, namespace,
+                   label_selector=selector, propagation_policy="Background")
+        # The Job's garbage collection removes its pods; deleting them directly as well
+        # means nothing lingers even when the garbage collector is slow or absent.
+        self._call(f"delete probe pods of run {run_id} in {namespace}",
+                   self._core.delete_collection_namespaced_pod, namespace,
+                   label_selector=selector, grace_period_seconds=0)
+
+    def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None:
+        """Inject an ephemeral container (Kubernetes >= 1.25's pods/ephemeralcontainers)."""
+        body = {"spec": {"ephemeralContainers": [dict(container)]}}
+        self._call(f"add ephemeral container to {namespace}/{pod}",
+                   self._core.patch_namespaced_pod_ephemeralcontainers, pod, namespace, body)
+
+    def ephemeral_state(self, namespace: str, pod: str, container: str) -> ProbePodState | None:
+        """The state of an injected ephemeral container, as a ProbePodState (None: not yet)."""
+        obj = self._call(f"get pod {namespace}/{pod}", self._core.read_namespaced_pod, pod, namespace)
+        statuses = (obj.get("status") or {}).get("ephemeralContainerStatuses") or []
+        mine = [s for s in statuses if s.get("name") == container]
+        if not mine:
+            return None
+        only = {**obj, "status": {**obj.get("status", {}), "containerStatuses": mine,
+                                   "phase": "Running"}}
+        return probe_pod_state(only)
+
+    # -- watch
+
+    def watch_probe_pods(self, namespace: str | None, run_id: str,
+                         until: Callable[[], bool], deadline: float) -> Iterator[ProbePodState]:
+        """Yield probe pod states until `until()` or the deadline; resumes expired watches."""
+        from kubernetes import watch
+
+        selector = f"{RUN_LABEL}={run_id}"
+        if namespace:
+            list_fn: Callable[..., Any] = self._core.list_namespaced_pod
+            args: tuple[Any, ...] = (namespace,)
+        else:
+            list_fn, args = self._core.list_pod_for_all_namespaces, ()
+        resource_version = ""
+        while not until() and time.monotonic() < deadline:
+            if not resource_version:  # (re)list: the starting point, or after 410 Gone
+                doc = self._call(f"list probe pods of run {run_id}", list_fn, *args,
+                                 label_selector=selector)
+                resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
+                for obj in doc.get("items", []):
+                    yield probe_pod_state(obj)
+                continue
+            remaining = max(1, int(deadline - time.monotonic()))
+            w = watch.Watch()
+            self.api_calls += 1
+            try:
+                for event in w.stream(list_fn, *args, label_selector=selector, deserialize=False,
+                                      resource_version=resource_version, allow_watch_bookmarks=True,
+                                      timeout_seconds=min(remaining, 60),
+                                      _request_timeout=min(remaining, 60) + 10):
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:
+                            resource_version = ""
+                            break
+                        raise ClusterError(f"watch of probe pods failed: {obj.get('message', obj)}",
+                                           status=obj.get("code"))
+                    if isinstance(obj, str):
+                        obj = json.loads(obj)
+                    resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
+                    if kind == "BOOKMARK":
+                        continue
+                    yield probe_pod_state(obj, deleted=kind == "DELETED")
+                    if until() or time.monotonic() >= deadline:
+                        return
+            except ClusterError:
+                raise
+            except Exception as exc:
+                err = _translate(exc, f"watch probe pods of run {run_id}")
+                if err.status == 410:
+                    resource_version = ""
+                elif not isinstance(err, TransientError):
+                    raise err from exc
+                else:
+                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            finally:
+                w.stop()
+
+
+def _in_cluster() -> bool:
+    import os
+
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not os.environ.get("KUBECONFIG") \
+        and not os.path.exists(os.path.expanduser("~/.kube/config"))
+
+
+def _translate(exc: BaseException, what: str) -> ClusterError:
+    """Map a client/transport exception onto netprobe's error tree."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ClusterError):
+        return exc
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        message = _api_message(exc)
+        if status in (429, 500, 502, 503, 504) or status == 0:
+            retry_after = None
+            headers = exc.headers or {}
+            if headers.get("Retry-After"):
+                try:
+                    retry_after = float(headers["Retry-After"])
+                except ValueError:
+                    retry_after = None
+            return TransientError(f"{what}: HTTP {status}: {message}", status=status,
+                                  retry_after=retry_after)
+        if status in (401, 403):
+            return PermissionDenied(f"{what}: forbidden (HTTP {status}): {message} — see deploy/rbac.yaml "
+                                    "for the permissions netprobe needs", status=status)
+        return ClusterError(f"{what}: HTTP {status}: {message}", status=status)
+    # urllib3 / socket level: connection refused, reset, timeouts, protocol errors
+    name = type(exc).__name__
+    return TransientError(f"{what}: cannot reach the API server ({name}: {exc})")
+
+
+def _api_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            doc = json.loads(body)
+            return str(doc.get("message") or body)
+        except (ValueError, TypeError, AttributeError):
+            return str(body)[:300]
+    return str(getattr(exc, "reason", "") or exc)

@@ -1,0 +1,471 @@
+"""Orchestrate a run: discover, plan, launch probe pods, collect, diff, clean up.
+
+Talks to the cluster only through the `Cluster` protocol (cluster.py), so the whole flow is
+tested with an in-memory fake; the lab proves the real implementation. Cleanup runs on every
+exit path: success, failure, KeyboardInterrupt (SIGINT) and SIGTERM (turned into one).
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import diff
+from .cluster import Cluster, ProbePodState
+from .errors import InputError, Interrupted, ProbeError
+from .model import Cell, Expectation, RunResult, Target, TargetKind, Verdict
+from .plan import (
+    RUN_LABEL,
+    Observation,
+    PodInfo,
+    PodSettings,
+    ProbePlan,
+    TargetPods,
+    ephemeral_container,
+    job_name,
+    make_plans,
+    merge_observations,
+    observe,
+    parse_agent_output,
+    probe_job,
+    sample_pods,
+)
+from .spec import Spec
+
+Progress = Callable[[str], None]
+_IMAGE_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+_CONTAINER_FAILURES = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+                       "CrashLoopBackOff")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """Everything `netprobe run` can be told (the CLI flags, the Python API's keywords)."""
+
+    timeout: float | None = None  # probe timeout; default: the spec's defaults.timeout
+    attempts: int | None = None  # re-probe mismatching cells up to this many rounds in total
+    settle: float | None = None  # re-probe until two rounds agree, for at most this long
+    per_pod: bool = False
+    max_target_pods: int | None = None
+    max_parallel: int = 50
+    keep: bool = False
+    via: str = "job"  # or "ephemeral"
+    pods: PodSettings = PodSettings()
+    overall_timeout: float = 600.0
+    run_id: str = ""
+
+
+@dataclass
+class _Round:
+    """Bookkeeping of one probe round."""
+
+    plans: list[ProbePlan]
+    launched: set[int] = field(default_factory=set)
+    states: dict[int, ProbePodState] = field(default_factory=dict)
+    results: dict[int, dict[str, Observation]] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
+
+    def finished(self) -> bool:
+        return all(p.index in self.results or p.index in self.failures for p in self.plans)
+
+
+def new_run_id() -> str:
+    """A short random run id, valid as a label value and in object names."""
+    return secrets.token_hex(4)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so `finally:` cleanup runs (main thread only)."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def handler(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_masked() -> Iterator[None]:
+    """Let cleanup finish even when Ctrl-C is pressed again."""
+    try:
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Runner:
+    """One `netprobe run`."""
+
+    def __init__(self, cluster: Cluster, spec: Spec, options: RunOptions, *,
+                 expect: Mapping[tuple[str, str], Expectation] | None = None,
+                 expected_by: Mapping[tuple[str, str], str] | None = None,
+                 progress: Progress | None = None, log: Progress | None = None) -> None:
+        self.cluster = cluster
+        self.spec = spec
+        self.options = options
+        self.expect = dict(expect if expect is not None else spec.expect)
+        self.expected_by = dict(expected_by or {})
+        self.run_id = options.run_id or new_run_id()
+        self.progress = progress or (lambda _msg: None)
+        self.log = log or (lambda _msg: None)
+        self.timeout = options.timeout or spec.defaults.timeout
+        self.attempts = options.attempts or spec.defaults.attempts
+        self._namespaces: set[str] = set()
+        self._deadline = 0.0
+
+    # -- discovery
+
+    def discover(self) -> tuple[dict[str, list[PodInfo]], dict[str, TargetPods], list[str]]:
+        """Pods of each source and of each pod-selector target; problems for empty ones."""
+        problems: list[str] = []
+        pods_by_source: dict[str, list[PodInfo]] = {}
+        cache: dict[tuple[str, str], list[PodInfo]] = {}
+
+        def pods(ns: str, selector: str) -> list[PodInfo]:
+            if (ns, selector) not in cache:
+                cache[(ns, selector)] = [p for p in self.cluster.list_pods(ns, selector) if p.usable]
+            return cache[(ns, selector)]
+
+        for source in self.spec.sources:
+            found = [p for p in pods(source.namespace, source.selector.to_label_selector())
+                     if source.selector.matches(p.labels)]
+            pods_by_source[source.name] = found
+            if not found:
+                problems.append(f"source {source.name}: no running pod matches {source.selector} "
+                                f"in namespace {source.namespace}")
+        target_pods: dict[str, TargetPods] = {}
+        for target in self.spec.targets:
+            if target.kind is not TargetKind.PODS or target.selector is None:
+                continue
+            ns = target.namespace or "default"
+            found = [p for p in pods(ns, target.selector.to_label_selector())
+                     if target.selector.matches(p.labels)]
+            picked = sample_pods(found, self.options.max_target_pods, seed=target.name)
+            target_pods[target.name] = TargetPods(target=target.name, pods=tuple(picked), total=len(found))
+            if not found:
+                problems.append(f"target {target.name}: no running pod matches {target.selector} "
+                                f"in namespace {ns}")
+        return pods_by_source, target_pods, problems
+
+    # -- one round of probe pods
+
+    def _fail_plan(self, rnd: _Round, plan: ProbePlan, why: str) -> None:
+        if plan.index not in rnd.results and plan.index not in rnd.failures:
+            who = ", ".join(plan.sources)
+            rnd.failures[plan.index] = f"probe pod for {who} ({plan.identity.describe()}): {why}"
+
+    def _launch(self, rnd: _Round, plan: ProbePlan) -> None:
+        rnd.launched.add(plan.index)
+        ns = plan.identity.namespace
+        self._namespaces.add(ns)
+        try:
+            if self.options.via == "ephemeral":
+                container = ephemeral_container(plan, self.run_id, self.options.pods)
+                self.cluster.add_ephemeral_container(ns, plan.example_pod.name, container)
+            else:
+                self.cluster.create_job(probe_job(plan, self.run_id, self.options.pods))
+        except ProbeError as exc:
+            self._fail_plan(rnd, plan, f"could not be created: {exc}")
+
+    def _collect(self, rnd: _Round, plan: ProbePlan, state: ProbePodState) -> None:
+        """Turn a probe pod's state into results, a failure, or nothing yet."""
+        if plan.index in rnd.results or plan.index in rnd.failures:
+            return
+        if state.waiting_reason in _IMAGE_FAILURES:
+            self._fail_plan(rnd, plan, f"image {self.options.pods.image!r} cannot be pulled "
+                            f"({state.waiting_reason}: {state.waiting_message})")
+        elif state.waiting_reason in _CONTAINER_FAILURES:
+            self._fail_plan(rnd, plan, f"container cannot start ({state.waiting_reason}: "
+                            f"{state.waiting_message})")
+        elif state.exit_code is not None:
+            output = state.termination_message
+            if state.exit_code == 0:
+                if not output.strip():
+                    output = self.cluster.pod_log(state.namespace, state.name,
+                                                  self._container_name())
+                try:
+                    rnd.results[plan.index] = observe(plan, parse_agent_output(output))
+                except ValueError as exc:
+                    # The termination message may be cut; the log carries the whole document.
+                    try:
+                        log = self.cluster.pod_log(state.namespace, state.name, self._container_name())
+                        rnd.results[plan.index] = observe(plan, parse_agent_output(log))
+                    except (ValueError, ProbeError):
+                        self._fail_plan(rnd, plan, f"unreadable agent output: {exc}")
+            else:
+                tail = (output.strip().splitlines() or [""])[-1][:300]
+                self._fail_plan(rnd, plan, f"the agent crashed (exit code {state.exit_code}, "
+                                f"{state.terminated_reason or 'Error'}): {tail}")
+        elif state.phase == "Failed":
+            why = state.reason or "Failed"
+            if why == "DeadlineExceeded":
+                why = "deadline exceeded (activeDeadlineSeconds) before the agent finished"
+            self._fail_plan(rnd, plan, f"{why} {state.message}".strip())
+        elif state.deleted:
+            self._fail_plan(rnd, plan, "the probe pod was deleted (evicted?) before it finished")
+
+    def _container_name(self) -> str | None:
+        return f"netprobe-{self.run_id}"[:63] if self.options.via == "ephemeral" else None
+
+    def _report_progress(self, rnd: _Round) -> None:
+        done = len(rnd.results) + len(rnd.failures)
+        running = sum(1 for i, s in rnd.states.items() if s.phase == "Running"
+                      and i not in rnd.results and i not in rnd.failures)
+        pending = len(rnd.plans) - done - running
+        self.progress(f"probe pods: {done}/{len(rnd.plans)} done, {running} running, {pending} pending")
+
+    def probe_round(self, plans: Sequence[ProbePlan]) -> _Round:
+        """Launch every plan's probe pod (at most max_parallel at once) and collect results."""
+        rnd = _Round(plans=list(plans))
+        if not plans:
+            return rnd
+        by_index = {p.index: p for p in plans}
+        budget = max(p.budget_s for p in plans)
+        deadline = min(self._deadline, time.monotonic() + self.options.pods.startup_timeout + budget)
+        waiting = list(plans)
+
+        def top_up() -> None:
+            while waiting and len(rnd.launched) - (len(rnd.results) + len(rnd.failures)) < \
+                    self.options.max_parallel:
+                self._launch(rnd, waiting.pop(0))
+
+        top_up()
+        namespaces = {p.identity.namespace for p in plans}
+        watch_ns = next(iter(namespaces)) if len(namespaces) == 1 else None
+        if self.options.via == "ephemeral":
+            states: Iterator[ProbePodState] = self._ephemeral_states(rnd, by_index, deadline)
+        else:
+            states = self.cluster.watch_probe_pods(watch_ns, self.run_id, rnd.finished, deadline)
+        for state in states:
+            if state.plan_index not in by_index:
+                continue
+            rnd.states[state.plan_index] = state
+            self._collect(rnd, by_index[state.plan_index], state)
+            top_up()
+            self._report_progress(rnd)
+            if rnd.finished():
+                break
+        for plan in plans:  # whatever is still open when the deadline passed
+            if plan.index in rnd.results or plan.index in rnd.failures:
+                continue
+            if plan.index not in rnd.launched:
+                self._fail_plan(rnd, plan, "not launched before the deadline (--max-parallel too low?)")
+                continue
+            last = rnd.states.get(plan.index)
+            if last is None:
+                events = []
+                if self.options.via != "ephemeral":
+                    events = self.cluster.job_events(plan.identity.namespace,
+                                                     job_name(self.run_id, plan.index))
+                why = "; ".join(events) or "no probe pod appeared (rejected by admission, or quota?)"
+            elif last.unschedulable:
+                why = f"unschedulable: {last.unschedulable}"
+            elif last.waiting_reason:
+                why = f"still {last.waiting_reason}: {last.waiting_message}"
+            else:
+                why = f"still {last.phase}"
+            self._fail_plan(rnd, plan, f"timed out after {self.options.pods.startup_timeout + budget:.0f}s; {why}")
+        return rnd
+
+    def _ephemeral_states(self, rnd: _Round, by_index: Mapping[int, ProbePlan],
+                          deadline: float) -> Iterator[ProbePodState]:
+        """Poll the real source pods for the injected ephemeral container's state."""
+        name = self._container_name() or ""
+        while not rnd.finished() and time.monotonic() < deadline:
+            for index, plan in by_index.items():
+                if index in rnd.results or index in rnd.failures:
+                    continue
+                found = self.cluster.ephemeral_state(
+                    plan.identity.namespace, plan.example_pod.name, name)
+                if found is not None:
+                    yield replace(found, plan_index=index)
+            time.sleep(1.0)
+
+    # -- the whole run
+
+    def run(self) -> RunResult:
+        """Discover, probe (with re-probes), diff and clean up."""
+        started = time.monotonic()
+        started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self._deadline = started + self.options.overall_timeout
+        if self.options.via == "ephemeral":
+            major, minor = self.cluster.server_version()
+            if (major, minor) < (1, 25):
+                raise InputError(f"--via ephemeral needs Kubernetes >= 1.25 (the stable "
+                                 f"pods/ephemeralcontainers API); this cluster is {major}.{minor}")
+        missing = [(s.name, t.name) for s in self.spec.sources for t in self.spec.targets
+                   if (s.name, t.name) not in self.expect]
+        if missing:
+            raise InputError(f"no expectation for {len(missing)} cell(s), e.g. "
+                             f"{missing[0][0]} → {missing[0][1]}")
+        history: dict[tuple[str, str], list[Observation]] = {}
+        problems: list[str] = []
+        settle_s: float | None = None
+        try:
+            with _sigterm_as_interrupt():
+                pods_by_source, target_pods, problems = self.discover()
+                self.log(f"run {self.run_id}: {sum(map(len, pods_by_source.values()))} source pod(s), "
+                         f"{len(self.spec.targets)} target(s)")
+                only: dict[str, set[str]] | None = None
+                rounds = 0
+                previous: dict[tuple[str, str], Verdict] | None = None
+                settle_deadline = started + (self.options.settle or 0)
+                while True:
+                    rounds += 1
+                    round_started = time.monotonic()
+                    current = self._round(pods_by_source, target_pods, only, history)
+                    self.log(f"round {rounds}: {len(current)} cell(s) probed in "
+                             f"{time.monotonic() - round_started:.1f}s")
+                    if self.options.settle:
+                        verdicts = {k: v[-1].verdict for k, v in history.items()}
+                        if previous is not None and verdicts == previous:
+                            break
+                        if previous is None or verdicts != previous:
+                            settle_s = round_started - started
+                        previous = verdicts
+                        if time.monotonic() >= settle_deadline:
+                            problems.append(f"--settle: the cluster did not settle within "
+                                            f"{self.options.settle:g}s (verdicts still changing)")
+                            settle_s = None
+                            break
+                        only = None
+                        continue
+                    if rounds >= self.attempts:
+                        break
+                    only = self._mismatching(history)
+                    if not only:
+                        break
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: run {self.run_id} stopped; its probe pods were removed"
+                              if not self.options.keep else
+                              f"interrupted: run {self.run_id} stopped (--keep: probe pods left)") from None
+        finally:
+            self.cleanup()
+        cells = self._cells(history)
+        return RunResult(
+            sources=tuple(s.name for s in self.spec.sources),
+            targets=tuple(t.name for t in self.spec.targets),
+            cells=tuple(cells), run_id=self.run_id, started=started_at,
+            duration_s=time.monotonic() - started, problems=tuple(problems),
+            settle_s=settle_s,
+            meta={"api_calls": self.cluster.api_calls, "probe_pods": self._probe_pod_count,
+                  "identities": self._identities},
+        )
+
+    _probe_pod_count = 0
+    _identities = 0
+
+    def _round(self, pods_by_source: Mapping[str, list[PodInfo]], target_pods: Mapping[str, TargetPods],
+               only: Mapping[str, set[str]] | None,
+               history: dict[tuple[str, str], list[Observation]]) -> dict[tuple[str, str], Observation]:
+        probe_targets = [t for t in self.spec.targets
+                         if t.kind is not TargetKind.PODS or target_pods[t.name].pods]
+        plans = make_plans(self.spec.sources, pods_by_source, probe_targets, target_pods,
+                           timeout=self.timeout, timeouts=self.spec.timeouts, per_pod=self.options.per_pod,
+                           only=only)
+        self._probe_pod_count += len(plans)
+        self._identities = max(self._identities, len(plans)) if only is None else self._identities
+        rnd = self.probe_round(plans)
+        per_cell: dict[tuple[str, str], list[tuple[str, Observation]]] = {}
+        for plan in plans:
+            targets = {ref.target for ref in plan.refs.values()}
+            for source in plan.sources:
+                for target in targets:
+                    if plan.index in rnd.failures:
+                        obs = Observation(verdict=Verdict.ERROR, detail=rnd.failures[plan.index])
+                    else:
+                        obs = rnd.results[plan.index].get(target) or Observation(
+                            verdict=Verdict.ERROR, detail="no result")
+                    per_cell.setdefault((source, target), []).append((plan.identity.describe(), obs))
+        current = {}
+        for key, observations in per_cell.items():
+            merged = merge_observations(observations)
+            history.setdefault(key, []).append(merged)
+            current[key] = merged
+        return current
+
+    def _mismatching(self, history: Mapping[tuple[str, str], list[Observation]]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for (src, tgt), observations in history.items():
+            if diff.matches(self.expect[(src, tgt)], observations[-1].verdict) is not True:
+                out.setdefault(src, set()).add(tgt)
+        return out
+
+    def _cells(self, history: Mapping[tuple[str, str], list[Observation]]) -> list[Cell]:
+        cells = []
+        for source in self.spec.sources:
+            for target in self.spec.targets:
+                key = (source.name, target.name)
+                expected = self.expect[key]
+                observations = history.get(key)
+                if not observations:
+                    obs = Observation(verdict=Verdict.ERROR, detail=self._why_not_probed(source.name, target))
+                    observations = [obs]
+                last = observations[-1]
+                match = diff.matches(expected, last.verdict)
+                cells.append(Cell(
+                    source=source.name, target=target.name, expected=expected,
+                    observed=last.verdict, match=match, detail=last.detail,
+                    reason=diff.explain(target, expected, last.verdict, last.detail),
+                    attempts=len(observations),
+                    history=tuple(o.verdict for o in observations),
+                    elapsed_ms=last.elapsed_ms, pods=last.pods,
+                    expected_by=self.expected_by.get(key, "spec"),
+                ))
+        return cells
+
+    def _why_not_probed(self, source: str, target: Target) -> str:
+        if target.kind is TargetKind.PODS:
+            return f"target {target.name} selects no running pod in {target.namespace}"
+        return f"source {source} has no running pod to stand in for"
+
+    def cleanup(self) -> None:
+        """Delete this run's Jobs and pods in every namespace it used (unless --keep)."""
+        if self.options.keep or self.options.via == "ephemeral":
+            return
+        with _signals_masked():
+            errors = []
+            for ns in sorted(self._namespaces):
+                try:
+                    self.cluster.delete_run(ns, self.run_id)
+                except ProbeError as exc:
+                    errors.append(str(exc))
+            if errors:
+                self.log("cleanup incomplete (the Jobs' TTL will remove them; or run "
+                         f"`netprobe cleanup`): {'; '.join(errors)}")
+
+
+def cleanup_runs(cluster: Cluster, *, namespace: str | None = None, older_than: float = 0.0,
+                 run_id: str | None = None) -> list[tuple[str, str]]:
+    """Delete leftovers of earlier runs: [(namespace, run id)] removed. Only netprobe's objects."""
+    now = time.time()
+    targets = sorted({(j.namespace, j.run_id) for j in cluster.list_runs(namespace)
+                      if j.run_id and (run_id is None or j.run_id == run_id)
+                      and now - j.created >= older_than})
+    for ns, rid in targets:
+        cluster.delete_run(ns, rid)
+    return targets
+
+
+__all__ = ["RUN_LABEL", "RunOptions", "Runner", "cleanup_runs", "new_run_id"]
