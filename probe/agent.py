@@ -7,7 +7,8 @@ Contract (README "Agent protocol"):
       {"id": "c1", "kind": "tcp", "host": "db.default.svc.cluster.local", "port": 5432},
       {"id": "d1", "kind": "dns", "name": "db"},
       {"id": "h1", "kind": "http", "url": "http://example.com/"}]}
-  (a check may carry its own "timeout");
+  (a check may carry its own "timeout"; "warmup": seconds to wait before the first check,
+  so that the CNI has programmed the new pod's policy);
 - output: one compact JSON document on stdout, {"version": 1, "results": [{"id", "verdict",
   "elapsed_ms", "detail", "attempts", "history"}, ...]}, also written to
   /dev/termination-log when writable and when the document fits in 4096 bytes;
@@ -112,7 +113,10 @@ def parse_plan(text: str) -> Dict[str, Any]:
                 raise PlanError("%s.url: expected an http:// or https:// URL, got %r" % (where, url))
         if "timeout" in check:
             _number(check["timeout"], where + ".timeout")
-    return {"timeout": timeout, "attempts": attempts, "checks": checks,
+    warmup = plan.get("warmup", 0)
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0:
+        raise PlanError("warmup: expected a number of seconds >= 0, got %r" % (warmup,))
+    return {"timeout": timeout, "attempts": attempts, "checks": checks, "warmup": float(warmup),
             "resolv_conf": plan.get("resolv_conf", "/etc/resolv.conf")}
 
 
@@ -512,6 +516,9 @@ async def _run_one(check: Dict[str, Any], resolver: Resolver, default_timeout: f
 
 async def run_plan(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Run every check concurrently; re-run failed ones up to `attempts` times."""
+    if plan.get("warmup"):
+        # A new pod's policy may not be programmed yet (CNIs apply it asynchronously).
+        await asyncio.sleep(plan["warmup"])
     resolver = Resolver(ResolvConf.load(plan["resolv_conf"]))
     pending = list(plan["checks"])
     results: Dict[str, Dict[str, Any]] = {}

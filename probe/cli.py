@@ -179,6 +179,9 @@ def run(
     startup_timeout: Annotated[str, typer.Option(
         "--startup-timeout", help="How long a probe pod may take to start.")] = "120s",
     timeout: Annotated[str, typer.Option("--timeout", help="Overall deadline of the run.")] = "10m",
+    warmup: Annotated[str, typer.Option(
+        "--warmup", help="Wait in a new probe pod before probing, so the CNI has programmed "
+                         "its policy (0 to disable).")] = "2s",
     ttl: Annotated[int, typer.Option("--ttl", min=0,
                                      help="Seconds a finished probe Job lingers if not deleted.")] = 60,
     progress: Annotated[bool | None, typer.Option(
@@ -205,6 +208,7 @@ def run(
         settle=_duration(settle, "--settle"), per_pod=per_pod, max_target_pods=max_target_pods,
         max_parallel=max_parallel, keep=keep, via=via,
         overall_timeout=_duration(timeout, "--timeout") or 600.0,
+        warmup=0.0 if warmup.strip() in ("0", "0s") else (_duration(warmup, "--warmup") or 0.0),
         pods=PodSettings(image=image, image_pull_policy=pull_policy, same_node=same_node,
                          ttl_seconds=ttl,
                          startup_timeout=_duration(startup_timeout, "--startup-timeout") or 120.0),

@@ -121,18 +121,22 @@ class ProbePlan:
     refs: Mapping[str, CheckRef]
     timeout: float
     attempts: int = 1
+    warmup: float = 0.0
 
     def agent_plan(self) -> dict[str, Any]:
         """The JSON document the agent receives."""
-        return {"version": 1, "timeout": self.timeout, "attempts": self.attempts,
-                "checks": [dict(c) for c in self.checks]}
+        doc: dict[str, Any] = {"version": 1, "timeout": self.timeout, "attempts": self.attempts,
+                               "checks": [dict(c) for c in self.checks]}
+        if self.warmup:
+            doc["warmup"] = self.warmup
+        return doc
 
     @property
     def budget_s(self) -> float:
         """The longest the agent may run: DNS then connect, per attempt, plus slack."""
         longest = max((float(c.get("timeout", self.timeout)) for c in self.checks),
                       default=self.timeout)
-        return self.attempts * (2 * longest + 1) + 5
+        return self.warmup + self.attempts * (2 * longest + 1) + 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,7 +215,7 @@ def make_plans(
     sources: Sequence[Source], pods_by_source: Mapping[str, Sequence[PodInfo]],
     targets: Sequence[Target], target_pods: Mapping[str, TargetPods], *,
     timeout: float, timeouts: Mapping[str, float] | None = None, attempts: int = 1,
-    per_pod: bool = False, only: Mapping[str, set[str]] | None = None,
+    per_pod: bool = False, only: Mapping[str, set[str]] | None = None, warmup: float = 0.0,
 ) -> list[ProbePlan]:
     """One plan per identity. `only` restricts a source to some targets (re-probes)."""
     checks, refs = build_checks(targets, target_pods, timeouts or {}, timeout)
@@ -226,7 +230,7 @@ def make_plans(
         plans.append(ProbePlan(index=len(plans), identity=ident, sources=tuple(names),
                                example_pod=pod, checks=tuple(mine),
                                refs={c["id"]: refs[c["id"]] for c in mine},
-                               timeout=timeout, attempts=attempts))
+                               timeout=timeout, attempts=attempts, warmup=warmup))
     return plans
 
 

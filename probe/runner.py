@@ -58,6 +58,7 @@ class RunOptions:
     via: str = "job"  # or "ephemeral"
     pods: PodSettings = PodSettings()
     overall_timeout: float = 600.0
+    warmup: float = 2.0  # let the CNI program a new probe pod's policy before probing
     run_id: str = ""
 
 
@@ -383,7 +384,7 @@ class Runner:
                          if t.kind is not TargetKind.PODS or target_pods[t.name].pods]
         plans = make_plans(self.spec.sources, pods_by_source, probe_targets, target_pods,
                            timeout=self.timeout, timeouts=self.spec.timeouts, per_pod=self.options.per_pod,
-                           only=only)
+                           only=only, warmup=self.options.warmup)
         self._probe_pod_count += len(plans)
         self._identities = max(self._identities, len(plans)) if only is None else self._identities
         rnd = self.probe_round(plans)
