@@ -1,0 +1,117 @@
+"""An in-memory Cluster for runner tests. Probe Jobs really run: the fake executes the
+command of the Job's container (the inline agent and its plan) as a local process, so the
+agent meets real sockets on loopback. Failure modes are injected per Job."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from probe.cluster import JobInfo, ProbePodState
+from probe.errors import PermissionDenied
+from probe.plan import PLAN_ANNOTATION, RUN_LABEL, PodInfo
+
+
+@dataclass
+class FakeCluster:
+    pods: list[PodInfo]
+    # job index -> "image" | "crash" | "garbage" | "unschedulable" | "reject" | "silent" | "interrupt"
+    faults: dict[int, str] = field(default_factory=dict)
+    api_calls: int = 0
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    states: list[ProbePodState] = field(default_factory=list)
+
+    def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]:
+        self.api_calls += 1
+        return [p for p in self.pods if namespace in (None, p.namespace)]
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        self.api_calls += 1
+        return []
+
+    def list_network_policies(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        self.api_calls += 1
+        return []
+
+    def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        self.api_calls += 1
+        return []
+
+    def create_job(self, manifest: Mapping[str, Any]) -> None:
+        self.api_calls += 1
+        index = int(manifest["metadata"]["annotations"][PLAN_ANNOTATION])
+        if self.faults.get(index) == "reject":
+            raise PermissionDenied("create job: forbidden (HTTP 403): jobs.batch is forbidden")
+        self.jobs.append(dict(manifest))
+        name = manifest["metadata"]["name"]
+        ns = manifest["metadata"]["namespace"]
+        fault = self.faults.get(index)
+        base = {"name": f"{name}-pod", "namespace": ns, "plan_index": index}
+        if fault == "silent":
+            return
+        if fault == "image":
+            state = ProbePodState(**base, waiting_reason="ErrImagePull",
+                                  waiting_message="pull access denied for nosuch/image")
+        elif fault == "unschedulable":
+            state = ProbePodState(**base, unschedulable="0/1 nodes are available: 1 Insufficient cpu.")
+        elif fault == "crash":
+            state = ProbePodState(**base, phase="Failed", exit_code=1, terminated_reason="Error",
+                                  termination_message="Traceback...\nSyntaxError: invalid syntax")
+        elif fault == "garbage":
+            state = ProbePodState(**base, phase="Succeeded", exit_code=0,
+                                  termination_message='{"version": 7}')
+        else:
+            command = manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                  env={"NETPROBE_TERMINATION_LOG": "/nonexistent/log"})
+            state = ProbePodState(**base, phase="Succeeded" if proc.returncode == 0 else "Failed",
+                                  exit_code=proc.returncode, terminated_reason="Completed",
+                                  termination_message=proc.stdout if len(proc.stdout) < 4096 else "")
+            self._logs = getattr(self, "_logs", {})
+            self._logs[state.name] = proc.stdout
+        self.states.append(state)
+
+    def watch_probe_pods(self, namespace: str | None, run_id: str, until: Callable[[], bool],
+                         deadline: float) -> Iterator[ProbePodState]:
+        self.api_calls += 1
+        seen = 0
+        while not until() and time.monotonic() < deadline:
+            if any(v == "interrupt" for v in self.faults.values()):
+                raise KeyboardInterrupt
+            if seen < len(self.states):
+                seen += 1
+                yield self.states[seen - 1]
+            else:
+                time.sleep(0.01)
+
+    def pod_log(self, namespace: str, name: str, container: str | None = None) -> str:
+        self.api_calls += 1
+        return getattr(self, "_logs", {}).get(name, "")
+
+    def job_events(self, namespace: str, job: str) -> list[str]:
+        self.api_calls += 1
+        return [f"FailedCreate: pods \"{job}-x\" is forbidden: violates PodSecurity \"restricted\""]
+
+    def delete_run(self, namespace: str, run_id: str) -> None:
+        self.api_calls += 1
+        self.deleted.append((namespace, run_id))
+
+    def list_runs(self, namespace: str | None = None) -> list[JobInfo]:
+        self.api_calls += 1
+        return [JobInfo(name=j["metadata"]["name"], namespace=j["metadata"]["namespace"],
+                        run_id=j["metadata"]["labels"][RUN_LABEL], created=time.time() - 100)
+                for j in self.jobs if namespace in (None, j["metadata"]["namespace"])]
+
+    def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None:
+        raise AssertionError("not used")
+
+    def ephemeral_state(self, namespace: str, pod: str, container: str) -> ProbePodState | None:
+        raise AssertionError("not used")
+
+    def server_version(self) -> tuple[int, int]:
+        self.api_calls += 1
+        return (1, 20)

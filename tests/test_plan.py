@@ -1,0 +1,151 @@
+"""Identities, plans and the probe-pod manifest (DESIGN: "The probe pod contract")."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from probe.model import Namespace, Selector, Source, Target, TargetKind, Verdict
+from probe.plan import (
+    Identity,
+    PodInfo,
+    PodSettings,
+    TargetPods,
+    ephemeral_container,
+    identity_labels,
+    make_plans,
+    observe,
+    probe_job,
+    sample_pods,
+)
+
+NS = Namespace("shop")
+
+
+def pod(name, labels, ip="10.0.0.1", sa="default", node="n1"):
+    return PodInfo(name=name, namespace=NS, labels=labels, ip=ip, service_account=sa, node=node)
+
+
+API = Source(name="api", namespace=NS, selector=Selector.from_labels({"app": "api"}))
+DB = Target(name="db", kind=TargetKind.TCP, host="db", port=5432)
+DBPODS = Target(name="db-pods", kind=TargetKind.PODS, namespace=NS,
+                selector=Selector.from_labels({"app": "db"}), port=5432)
+
+
+def test_controller_stamped_labels_are_not_part_of_the_identity():
+    labels = {"app": "api", "pod-template-hash": "abc", "controller-revision-hash": "1",
+              "statefulset.kubernetes.io/pod-name": "api-0", "job-name": "j", "controller-uid": "u",
+              "batch.kubernetes.io/job-name": "j", "netprobe.io/run": "old"}
+    assert identity_labels(labels) == {"app": "api"}
+
+
+def test_replicas_share_one_probe_pod_and_per_pod_splits_them():
+    pods = [pod(f"api-{i}", {"app": "api", "pod-template-hash": f"h{i % 2}"}, ip=f"10.0.0.{i}")
+            for i in range(1, 11)]
+    plans = make_plans([API], {"api": pods}, [DB], {}, timeout=1.0)
+    assert len(plans) == 1 and plans[0].sources == ("api",)
+    assert len(make_plans([API], {"api": pods}, [DB], {}, timeout=1.0, per_pod=True)) == 10
+
+
+def test_different_service_accounts_are_different_identities():
+    pods = [pod("a", {"app": "api"}, sa="one"), pod("b", {"app": "api"}, sa="two")]
+    assert len(make_plans([API], {"api": pods}, [DB], {}, timeout=1.0)) == 2
+
+
+def test_pod_selector_target_becomes_one_check_per_pod_and_one_column():
+    dbs = (pod("db-0", {"app": "db"}, ip="10.0.1.1"), pod("db-1", {"app": "db"}, ip="10.0.1.2"))
+    plans = make_plans([API], {"api": [pod("a", {"app": "api"})]}, [DBPODS],
+                       {"db-pods": TargetPods(target="db-pods", pods=dbs, total=2)}, timeout=1.0)
+    checks = plans[0].agent_plan()["checks"]
+    assert [(c["host"], c["port"]) for c in checks] == [("10.0.1.1", 5432), ("10.0.1.2", 5432)]
+    results = {"t0p0": {"id": "t0p0", "verdict": "allowed", "detail": "ok"},
+               "t0p1": {"id": "t0p1", "verdict": "blocked", "detail": "no answer"}}
+    obs = observe(plans[0], results)["db-pods"]
+    assert obs.verdict is Verdict.BLOCKED  # allowed only when every pod answered
+    assert obs.pods == (("shop/db-0", Verdict.ALLOWED), ("shop/db-1", Verdict.BLOCKED))
+    assert "shop/db-1: blocked" in obs.detail
+
+
+def test_sampling_spreads_over_nodes_and_is_deterministic():
+    pods = [pod(f"p{i}", {"app": "db"}, node=f"n{i % 3}") for i in range(30)]
+    picked = sample_pods(pods, 3, seed="x")
+    assert {p.node for p in picked} == {"n0", "n1", "n2"}
+    assert picked == sample_pods(pods, 3, seed="x")
+
+
+@pytest.fixture
+def job():
+    source = pod("api-7d9-x", {"app": "api", "pod-template-hash": "7d9"}, sa="api-sa", node="node-3")
+    plan = make_plans([API], {"api": [source]}, [DB], {}, timeout=1.5, warmup=2)[0]
+    return probe_job(plan, "r123", PodSettings(image="python:3.12-alpine", same_node=True))
+
+
+def test_probe_job_carries_the_identity_and_the_run_label(job):
+    template = job["spec"]["template"]
+    assert template["metadata"]["labels"] == {"app": "api", "netprobe.io/run": "r123"}
+    assert template["spec"]["serviceAccountName"] == "api-sa"
+    assert job["metadata"]["namespace"] == "shop"
+    assert job["metadata"]["labels"]["netprobe.io/run"] == "r123"
+    assert job["metadata"]["name"] == "netprobe-r123-0"
+
+
+def test_probe_job_is_owned_by_a_job_that_cleans_itself_up(job):
+    assert job["kind"] == "Job" and job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    assert job["spec"]["activeDeadlineSeconds"] > 0
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_probe_pod_is_never_ready(job):
+    probe = job["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["initialDelaySeconds"] >= job["spec"]["activeDeadlineSeconds"]
+
+
+def test_probe_pod_passes_the_restricted_pod_security_standard(job):
+    spec = job["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    sc = container["securityContext"]
+    # restricted: no privilege escalation, drop ALL, non-root with an explicit uid, seccomp
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0 and sc["runAsGroup"] != 0
+    assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+    assert sc["readOnlyRootFilesystem"] is True and sc["privileged"] is False
+    # baseline: no host namespaces, ports or paths
+    for key in ("hostNetwork", "hostPID", "hostIPC", "volumes"):
+        assert key not in spec
+    assert "ports" not in container
+    assert spec["automountServiceAccountToken"] is False
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_agent_and_plan_travel_as_argv_data_not_through_a_shell(job):
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:2] == ["python3", "-c"]
+    assert "def main(" in command[2]
+    plan = json.loads(command[3])
+    assert plan["version"] == 1 and plan["warmup"] == 2
+    assert plan["checks"] == [{"id": "t0", "kind": "tcp", "host": "db", "port": 5432}]
+
+
+def test_same_node_pins_the_probe_to_the_source_node(job):
+    terms = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms[0]["matchFields"][0]["values"] == ["node-3"]
+
+
+def test_ephemeral_container_request_has_no_fields_the_api_rejects():
+    source = pod("api-1", {"app": "api"})
+    plan = make_plans([API], {"api": [source]}, [DB], {}, timeout=1.0)[0]
+    container = ephemeral_container(plan, "r9", PodSettings())
+    assert container["name"] == "netprobe-r9"
+    assert "resources" not in container and "readinessProbe" not in container
+    assert container["command"][:2] == ["python3", "-c"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+
+
+def test_identity_describes_itself():
+    ident = Identity.of(pod("a", {"app": "api", "pod-template-hash": "x"}, sa="api-sa"))
+    assert ident.describe() == "shop/app=api sa=api-sa"
