@@ -161,13 +161,22 @@ def _wait(state: RetryCallState) -> float:
 
 
 RETRY_ATTEMPTS = 6
-RETRY_BUDGET_S = 60.0
+RETRY_BUDGET_S = 60.0  # NETPROBE_API_RETRY_BUDGET overrides it (seconds)
+
+
+def _retry_budget() -> float:
+    import os
+
+    try:
+        return float(os.environ.get("NETPROBE_API_RETRY_BUDGET", RETRY_BUDGET_S))
+    except ValueError:
+        return RETRY_BUDGET_S
 
 
 def _retrying(fn: Callable[[], T]) -> T:
     wrapped = retry(
         retry=retry_if_exception_type(TransientError),
-        stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_BUDGET_S),
+        stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(_retry_budget()),
         wait=_wait,
         reraise=True,
     )(fn)

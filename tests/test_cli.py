@@ -1,0 +1,103 @@
+"""The CLI as users meet it: real subprocesses, exit codes, messages, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_diff_report import result_with_every_verdict
+
+from probe import __version__
+from probe.cli import app
+from probe.report import render
+
+ROOT = Path(__file__).resolve().parent.parent
+TUTORIAL = ROOT / "examples" / "tutorial" / "expect.yaml"
+
+
+def netprobe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "probe", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=60)
+
+
+def test_version():
+    proc = netprobe("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"netprobe {__version__}"
+
+
+def test_validate_tutorial_spec_exits_0():
+    proc = netprobe("validate", str(TUTORIAL))
+    assert proc.returncode == 0
+    assert "OK — 2 source(s), 5 target(s), 10 cell(s)" in proc.stdout
+
+
+def test_validate_bad_spec_exits_2_with_every_problem(tmp_path):
+    bad = tmp_path / "expect.yaml"
+    bad.write_text("version: 1\nsources: [{name: a, selector: {app: a}}]\n"
+                   "targets: [{name: t, tcp: 'x:99999'}]\nexpect: {a: {t: perhaps}}\n")
+    proc = netprobe("validate", str(bad))
+    assert proc.returncode == 2
+    assert f"netprobe: error: {bad}:3: targets[0].tcp: expected a port between 1 and 65535" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_report_rerenders_a_saved_result_with_its_exit_code(tmp_path):
+    saved = tmp_path / "run.json"
+    saved.write_text(render(result_with_every_verdict(), "json"))
+    for fmt, marker in (("table", "Mismatches (3):"), ("junit", "<testsuites>"),
+                        ("markdown", "### Mismatches"), ("json", '"version": 1')):
+        proc = netprobe("report", str(saved), "--format", fmt)
+        assert proc.returncode == 3 and marker in proc.stdout, (fmt, proc.stderr)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not valid JSON"),
+    ('{"version": 9, "cells": []}', "version: expected 1, got 9"),
+    ('{"version": 1, "cells": [{"source": "a"}]}', "cells[0]: invalid cell"),
+], ids=["not-json", "wrong-version", "bad-cell"])
+def test_report_of_a_bad_file_exits_2(tmp_path, content, message):
+    saved = tmp_path / "run.json"
+    saved.write_text(content)
+    proc = netprobe("report", str(saved))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_format_is_a_usage_error():
+    proc = netprobe("report", "x.json", "--format", "yaml")
+    assert proc.returncode == 2 and "expected one of table, json, junit, markdown" in proc.stderr
+
+
+def test_run_with_unreachable_cluster_exits_3_without_traceback(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    proc = netprobe("run", "-f", str(TUTORIAL), "--kubeconfig", str(kubeconfig),
+                    env={"NETPROBE_API_RETRY_BUDGET": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot reach the API server" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_with_bad_kubeconfig_exits_2(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("this: [is not a kubeconfig")
+    proc = netprobe("run", "-f", str(TUTORIAL), "--kubeconfig", str(kubeconfig))
+    assert proc.returncode == 2 and "cannot load Kubernetes credentials" in proc.stderr
+
+
+def test_run_rejects_a_bad_report_flag():
+    proc = netprobe("run", "-f", str(TUTORIAL), "--report", "junit")
+    assert proc.returncode == 2 and "expected FORMAT=PATH" in proc.stderr
+
+
+def test_every_command_has_help_and_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        assert command.callback is not None and command.callback.__doc__, name
+        assert f"netprobe {name}" in readme, f"`netprobe {name}` is not documented in README.md"
