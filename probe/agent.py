@@ -2,7 +2,8 @@
 
 Contract (README "Agent protocol"):
 - one file, Python standard library only, python3 >= 3.8 (probe images vary);
-- input: a plan as JSON, argv[1] (the JSON text itself, or a path to a file holding it):
+- input: a plan as JSON in argv (the JSON text itself, split over several arguments when
+  it is larger than one argument may be, or a path to a file holding it):
   {"version": 1, "timeout": 1.0, "attempts": 1, "checks": [
       {"id": "c1", "kind": "tcp", "host": "db.default.svc.cluster.local", "port": 5432},
       {"id": "d1", "kind": "dns", "name": "db"},
@@ -146,9 +147,8 @@ class ResolvConf:
                 search = [w.rstrip(".") for w in words[1:]]
             elif words[0] == "options":
                 for opt in words[1:]:
-                    if opt.startswith("ndots:"):
-                        if opt[6:].isdigit():
-                            ndots = min(15, int(opt[6:]))
+                    if opt.startswith("ndots:") and opt[6:].isdigit():
+                        ndots = min(15, int(opt[6:]))
         return cls(nameservers or ["127.0.0.1"], search, ndots)
 
     @classmethod
@@ -550,10 +550,11 @@ def _raise_fd_limit(needed: int) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        sys.stderr.write("usage: agent.py PLAN_JSON|PLAN_FILE\n")
+    if not argv:
+        sys.stderr.write("usage: agent.py PLAN_JSON [MORE_PLAN_JSON ...] | PLAN_FILE\n")
         return 2
-    text = argv[0]
+    # A large plan arrives in several arguments: one argv string is capped at 128 KiB.
+    text = "".join(argv)
     if not text.lstrip().startswith("{"):
         try:
             with open(text) as f:

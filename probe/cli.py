@@ -226,7 +226,7 @@ def run(
 def _run(spec_path: Path, namespace: str, kubeconfig: str | None, context: str | None,
          options: object, show_progress: bool, verbose: bool) -> RunResult:
     from .cluster import KubeCluster
-    from .runner import RunOptions, Runner
+    from .runner import Runner, RunOptions
 
     assert isinstance(options, RunOptions)
     spec = load_spec(spec_path, namespace)

@@ -242,6 +242,14 @@ def agent_source() -> str:
     return AGENT_PATH.read_text(encoding="utf-8")
 
 
+ARG_CHUNK = 64 * 1024  # Linux caps one argv string at 128 KiB (MAX_ARG_STRLEN)
+
+
+def split_argument(text: str, size: int = ARG_CHUNK) -> list[str]:
+    """Split a long argument into pieces the kernel accepts; the agent joins them again."""
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
 _NAME_SAFE = re.compile(r"[^a-z0-9-]")
 
 
@@ -292,7 +300,8 @@ def probe_job(plan: ProbePlan, run_id: str, settings: PodSettings) -> dict[str, 
             "image": settings.image,
             "imagePullPolicy": settings.image_pull_policy,
             # The plan travels as data in argv; no shell ever sees it.
-            "command": ["python3", "-c", agent_source(), json.dumps(plan.agent_plan(), separators=(",", ":"))],
+            "command": ["python3", "-c", agent_source(), *split_argument(
+                json.dumps(plan.agent_plan(), separators=(",", ":")))],
             "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
             "resources": {
                 "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},

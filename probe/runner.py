@@ -56,7 +56,7 @@ class RunOptions:
     max_parallel: int = 50
     keep: bool = False
     via: str = "job"  # or "ephemeral"
-    pods: PodSettings = PodSettings()
+    pods: PodSettings = field(default_factory=PodSettings)
     overall_timeout: float = 600.0
     warmup: float = 2.0  # let the CNI program a new probe pod's policy before probing
     run_id: str = ""

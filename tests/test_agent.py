@@ -181,3 +181,19 @@ def test_agent_source_is_python38_compatible_syntax():
     source = AGENT.read_text()
     ast.parse(source, feature_version=(3, 8))
     assert "import probe" not in source  # travels alone into the pod
+
+
+def test_large_plan_split_over_several_arguments(listener):
+    from probe.plan import split_argument
+
+    checks = [{"id": f"c{i}", "kind": "tcp", "host": listener[0], "port": listener[1]} for i in range(1500)]
+    text = json.dumps({"version": 1, "timeout": 2, "checks": checks})
+    parts = split_argument(text)
+    assert len(parts) > 1 and all(len(p) <= 64 * 1024 for p in parts)
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(AGENT), *parts], capture_output=True, text=True,
+                          env={"NETPROBE_TERMINATION_LOG": "/nonexistent"}, check=True)
+    doc = json.loads(proc.stdout)
+    assert len(doc["results"]) == 1500 and set(verdicts(doc).values()) == {"allowed"}

@@ -10,7 +10,7 @@ from fakecluster import FakeCluster
 from probe.errors import Interrupted
 from probe.model import Namespace, Verdict
 from probe.plan import PodInfo, PodSettings
-from probe.runner import RunOptions, Runner, cleanup_runs
+from probe.runner import Runner, RunOptions, cleanup_runs
 from probe.spec import parse_spec
 
 FAST = RunOptions(warmup=0.0, pods=PodSettings(startup_timeout=2.0))
@@ -19,9 +19,9 @@ FAST = RunOptions(warmup=0.0, pods=PodSettings(startup_timeout=2.0))
 def spec_for(port: int, closed: int, sources=("api", "web"), expect_db="allow"):
     rows = "\n".join(f"  {s}: {{db: {expect_db}, closed: deny}}" for s in sources)
     srcs = "\n".join(f"  - {{name: {s}, selector: {{app: {s}}}}}" for s in sources)
-    return parse_spec(textwrap.dedent(f"""\
+    return parse_spec(textwrap.dedent("""\
         version: 1
-        defaults: {{timeout: 1s}}
+        defaults: {timeout: 1s}
         sources:
         """) + srcs + textwrap.dedent(f"""
         targets:
@@ -72,7 +72,7 @@ def test_source_without_pods_is_a_problem_and_exit_3(listener, closed_port):
 def test_probe_pods_of_earlier_runs_never_count_as_sources(listener, closed_port):
     leftover = PodInfo(name="probe", namespace=Namespace("default"),
                        labels={"app": "web", "netprobe.io/run": "old"}, ip="10.0.9.9")
-    cluster = FakeCluster(pods=pods("api") + [leftover])
+    cluster = FakeCluster(pods=[*pods("api"), leftover])
     result = Runner(cluster, spec_for(listener[1], closed_port), FAST).run()
     assert any("source web" in p for p in result.problems)
 
