@@ -183,10 +183,16 @@ def test_agent_source_is_python38_compatible_syntax():
     assert "import probe" not in source  # travels alone into the pod
 
 
-def test_large_plan_split_over_several_arguments(listener):
+def test_large_plan_split_over_several_arguments():
+    import socket
+
     from probe.plan import split_argument
 
-    checks = [{"id": f"c{i}", "kind": "tcp", "host": listener[0], "port": listener[1]} for i in range(1500)]
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4096)  # room for every concurrent connect in the accept queue
+    port = server.getsockname()[1]
+    checks = [{"id": f"c{i}", "kind": "tcp", "host": "127.0.0.1", "port": port} for i in range(1500)]
     text = json.dumps({"version": 1, "timeout": 2, "checks": checks})
     parts = split_argument(text)
     assert len(parts) > 1 and all(len(p) <= 64 * 1024 for p in parts)
@@ -195,5 +201,6 @@ def test_large_plan_split_over_several_arguments(listener):
 
     proc = subprocess.run([sys.executable, str(AGENT), *parts], capture_output=True, text=True,
                           env={"NETPROBE_TERMINATION_LOG": "/nonexistent"}, check=True)
+    server.close()
     doc = json.loads(proc.stdout)
     assert len(doc["results"]) == 1500 and set(verdicts(doc).values()) == {"allowed"}
