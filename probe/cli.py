@@ -7,16 +7,19 @@ Exit codes (README "Exit codes"): 0 every cell matches, 1 a mismatch, 2 bad inpu
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
+import yaml
 
 from . import __version__
+from .analysis import World, explain_text
 from .errors import EXIT_CANNOT_PROBE, InputError, NetprobeError
 from .model import RunResult
 from .report import FORMATS, load_result, render, use_colour
@@ -187,12 +190,16 @@ def run(
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Progress on stderr (default: on a TTY, table output).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log steps and API call counts.")] = False,
+    from_policies: Annotated[bool, typer.Option(
+        "--from-policies", help="Compute expectations from the cluster's NetworkPolicies (instead of "
+                                "the spec's `expect`, or compared with it as warnings).")] = False,
 ) -> None:
     """Probe the cluster and diff what is reachable against the spec.
 
     Examples:
       netprobe run -f expect.yaml
       netprobe run -f expect.yaml -o json --report junit=out/junit.xml --attempts 2
+      netprobe run -f sources-and-targets.yaml --from-policies -n prod
     """
     from .plan import PodSettings
     from .runner import RunOptions
@@ -214,7 +221,8 @@ def run(
                          startup_timeout=_duration(startup_timeout, "--startup-timeout") or 120.0),
     )
     show_progress = progress if progress is not None else (output == "table" and sys.stderr.isatty())
-    result = guarded(lambda: _run(spec, namespace, kubeconfig, context, options, show_progress, verbose))
+    result = guarded(lambda: _run(spec, namespace, kubeconfig, context, options, show_progress, verbose,
+                                  from_policies))
     guarded(lambda: emit(result, output, reports))
     if verbose:
         typer.echo(f"netprobe: run {result.run_id}: {result.meta.get('identities')} identities, "
@@ -224,14 +232,25 @@ def run(
 
 
 def _run(spec_path: Path, namespace: str, kubeconfig: str | None, context: str | None,
-         options: object, show_progress: bool, verbose: bool) -> RunResult:
+         options: object, show_progress: bool, verbose: bool, from_policies: bool) -> RunResult:
+    from .analysis import compare, expect_spec, world_from_cluster
     from .cluster import KubeCluster
     from .runner import Runner, RunOptions
 
     assert isinstance(options, RunOptions)
     spec = load_spec(spec_path, namespace)
-    require_expectations(spec)
+    if not from_policies:
+        require_expectations(spec)
     cluster = KubeCluster(kubeconfig=kubeconfig, context=context)
+    expect, expected_by = None, None
+    warnings: list[str] = []
+    if from_policies:
+        world = world_from_cluster(cluster)
+        computed, reasons, warnings = expect_spec(spec, world.engine(), world.pods, world.services)
+        if spec.has_expectations:
+            warnings += compare(spec.expect, computed, reasons)
+        else:
+            expect, expected_by = computed, {k: f"policies: {r}" for k, r in reasons.items()}
     last = [""]
 
     def progress(message: str) -> None:
@@ -244,7 +263,8 @@ def _run(spec_path: Path, namespace: str, kubeconfig: str | None, context: str |
         if verbose:
             typer.echo(f"netprobe: {message}", err=True)
 
-    runner = Runner(cluster, spec, options, progress=progress if show_progress else None, log=log)
+    runner = Runner(cluster, spec, options, expect=expect, expected_by=expected_by, warnings=warnings,
+                    progress=progress if show_progress else None, log=log)
     try:
         return runner.run()
     finally:
@@ -277,6 +297,145 @@ def cleanup(
     for ns, rid in removed:
         typer.echo(f"removed run {rid} in namespace {ns}")
     typer.echo(f"{len(removed)} run(s) removed")
+
+
+FilesOpt = Annotated[list[Path] | None, typer.Option(
+    "--file", "-f", help="Manifests (files or directories; repeatable). Default: the live cluster.")]
+
+
+def _world(files: list[Path] | None, namespace: str, kubeconfig: str | None, context: str | None) -> World:
+    from .analysis import world_from_cluster, world_from_manifests
+    from .cluster import KubeCluster
+
+    if files:
+        return world_from_manifests([str(f) for f in files], namespace)
+    return world_from_cluster(KubeCluster(kubeconfig=kubeconfig, context=context))
+
+
+def _ports(ports: list[int], protocols: list[str]) -> list[tuple[int, str]]:
+    protocols = [p.upper() for p in protocols] or ["TCP"]
+    for proto in protocols:
+        if proto not in ("TCP", "UDP", "SCTP"):
+            raise typer.BadParameter(f"expected TCP, UDP or SCTP, got {proto!r}", param_hint="--protocol")
+    if len(protocols) not in (1, len(ports)):
+        raise typer.BadParameter("give one --protocol for all ports, or one per --port", param_hint="--protocol")
+    for port in ports:
+        if not 1 <= port <= 65535:
+            raise typer.BadParameter(f"expected a port between 1 and 65535, got {port}", param_hint="--port")
+    return [(p, protocols[0] if len(protocols) == 1 else protocols[i]) for i, p in enumerate(ports)]
+
+
+@app.command()
+def expect(
+    files: Annotated[list[Path], typer.Option("--file", "-f", help="Manifests: files or directories (repeatable).")],
+    port: Annotated[list[int] | None, typer.Option("--port", help="Port(s) of the pod-to-pod matrix.")] = None,
+    protocol: Annotated[list[str] | None, typer.Option("--protocol", help="TCP (default), UDP or SCTP.")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table | json")] = "table",
+    spec: Annotated[Path | None, typer.Option(
+        "--spec", help="Also print this spec's `expect` section, computed from the policies.")] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n",
+                                           help="Namespace of objects that name none.")] = "default",
+) -> None:
+    """Compute the expected connectivity from NetworkPolicy manifests, offline (no cluster).
+
+    Examples:
+      netprobe expect -f examples/tutorial/ --port 5432 --port 8080
+      netprobe expect -f k8s/ --spec expect.yaml -o json
+    """
+    from .analysis import expect_spec, pod_matrix, world_from_manifests
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter(f"expected table or json, got {output!r}", param_hint="--output")
+    ports = _ports(port or [80], protocol or [])
+    world = guarded(lambda: world_from_manifests([str(f) for f in files], namespace))
+    doc = guarded(lambda: pod_matrix(world, ports))
+    if spec is not None:
+        loaded = guarded(lambda: load_spec(spec, namespace))
+        computed, reasons, warnings = expect_spec(loaded, world.engine(), world.pods, world.services)
+        doc["expect"] = {s.name: {t.name: str(computed[(s.name, t.name)]) for t in loaded.targets
+                                  if (s.name, t.name) in computed} for s in loaded.sources}
+        doc["reasons"] = {f"{s} -> {t}": r for (s, t), r in reasons.items()}
+        doc["warnings"] = warnings
+    if output == "json":
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    typer.echo(render_pod_matrix(doc))
+    if spec is not None:
+        typer.echo("# expect section computed from the policies:")
+        typer.echo(yaml.safe_dump({"expect": doc["expect"]}, sort_keys=False, default_flow_style=None).rstrip())
+        for w in doc["warnings"]:
+            typer.echo(f"# warning: {w}")
+
+
+def render_pod_matrix(doc: dict[str, Any]) -> str:
+    """The pod-to-pod matrices of `netprobe expect` as tables, with DNS and external columns."""
+    from tabulate import tabulate
+
+    out = []
+    pods = list(doc["pods"])
+    dns = doc["dns"]
+    for block, ext in zip(doc["pod_to_pod"], doc["external"], strict=True):
+        matrix = block["matrix"]
+        headers = ["from \\ to", *pods, "DNS", "external"]
+        rows = [[src, *("✓" if matrix[src][dst] == "allow" else "✗" for dst in pods),
+                 "✓" if dns[src] == "allow" else "✗",
+                 "✓" if ext["matrix"][src] == "allow" else "✗"] for src in pods]
+        out.append(f"port {block['port']}/{block['protocol']} (✓ allowed, ✗ denied):")
+        out.append(tabulate(rows, headers=headers, tablefmt="simple"))
+        out.append("")
+    return "\n".join(out)
+
+
+@app.command()
+def explain(
+    src: Annotated[str, typer.Argument(help="Source pod as namespace/name.")],
+    dst: Annotated[str, typer.Argument(help="Destination pod as namespace/name, or an IP address.")],
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Destination port.")],
+    protocol: Annotated[str, typer.Option("--protocol", help="TCP, UDP or SCTP.")] = "TCP",
+    files: FilesOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Explain which policies isolate each side of a connection and which rule allows it.
+
+    Examples:
+      netprobe explain shop/api-7d9 shop/db-0 --port 5432
+      netprobe explain default/api default/db --port 5432 -f examples/tutorial/
+    """
+    from .analysis import endpoint_for
+
+    proto = _ports([port], [protocol])[0][1]
+    world = guarded(lambda: _world(files, "default", kubeconfig, context))
+    a, b = guarded(lambda: (endpoint_for(world, src), endpoint_for(world, dst)))
+    decision = world.engine().decide(a, b, port, proto)
+    typer.echo(explain_text(decision, a.describe(), b.describe(), port, proto), nl=False)
+
+
+@app.command()
+def lint(
+    files: FilesOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table | json")] = "table",
+) -> None:
+    """Find common NetworkPolicy mistakes (exit 1 when there are findings).
+
+    Examples:
+      netprobe lint -f examples/tutorial/no-dns/ -f examples/tutorial/workloads.yaml
+      netprobe lint            # the live cluster
+    """
+    from .analysis import lint as run_lint
+
+    world = guarded(lambda: _world(files, "default", kubeconfig, context))
+    findings = run_lint(world.engine(), world.pods)
+    if output == "json":
+        typer.echo(json.dumps([{"code": f.code, "object": f.object, "message": f.message, "fix": f.fix}
+                               for f in findings], indent=2))
+    else:
+        for f in findings:
+            typer.echo(f"{f.code} {f.object}: {f.message}\n      fix: {f.fix}")
+        typer.echo(f"{len(findings)} finding(s)")
+    raise typer.Exit(1 if findings else 0)
 
 
 def main() -> None:

@@ -121,12 +121,14 @@ class Runner:
     def __init__(self, cluster: Cluster, spec: Spec, options: RunOptions, *,
                  expect: Mapping[tuple[str, str], Expectation] | None = None,
                  expected_by: Mapping[tuple[str, str], str] | None = None,
+                 warnings: Sequence[str] = (),
                  progress: Progress | None = None, log: Progress | None = None) -> None:
         self.cluster = cluster
         self.spec = spec
         self.options = options
         self.expect = dict(expect if expect is not None else spec.expect)
         self.expected_by = dict(expected_by or {})
+        self.warnings = list(warnings)
         self.run_id = options.run_id or new_run_id()
         self.progress = progress or (lambda _msg: None)
         self.log = log or (lambda _msg: None)
@@ -368,7 +370,7 @@ class Runner:
             sources=tuple(s.name for s in self.spec.sources),
             targets=tuple(t.name for t in self.spec.targets),
             cells=tuple(cells), run_id=self.run_id, started=started_at,
-            duration_s=time.monotonic() - started, problems=tuple(problems),
+            duration_s=time.monotonic() - started, problems=tuple(problems), warnings=tuple(self.warnings),
             settle_s=settle_s,
             meta={"api_calls": self.cluster.api_calls, "probe_pods": self._probe_pod_count,
                   "identities": self._identities},

@@ -1,0 +1,126 @@
+"""Read Kubernetes manifests from files and directories for offline policy analysis.
+
+Multi-document YAML and `List` kinds are understood. Workloads (Deployment, StatefulSet,
+DaemonSet, ReplicaSet, Job, CronJob) become one pod each, from their pod template. A Pod's
+`status.podIP`, when present, is its IP for ipBlock matching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cluster import pod_info
+from .errors import ManifestError
+from .plan import PodInfo
+from .policy import Policy, namespaces_from, parse_policy
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController")
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Manifests:
+    """What the analysis needs from a set of manifests."""
+
+    pods: list[PodInfo] = field(default_factory=list)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    policies: list[Policy] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
+    """(file, named explicitly): files found in a directory may hold other YAML (skipped)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted((p, False) for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        elif path.exists():
+            yield path, True
+        else:
+            raise ManifestError(f"{path}: no such file or directory")
+
+
+def _documents(path: Path, strict: bool = True) -> Iterator[tuple[Mapping[str, Any], str]]:
+    try:
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ManifestError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read: {exc}") from None
+    for i, doc in enumerate(docs):
+        where = f"{path} (document {i + 1})"
+        if doc is None:
+            continue
+        if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
+            if not strict:
+                continue  # a directory may hold other YAML (an expect.yaml, kustomization.yaml)
+            raise ManifestError(f"{where}: expected a Kubernetes object with apiVersion and kind")
+        if str(doc["kind"]).endswith("List"):
+            items = doc.get("items") or []
+            if not isinstance(items, list):
+                raise ManifestError(f"{where}: items must be a list")
+            for j, item in enumerate(items):
+                if not isinstance(item, dict) or "kind" not in item:
+                    raise ManifestError(f"{where}: items[{j}] is not a Kubernetes object")
+                yield item, f"{where} items[{j}]"
+        else:
+            yield doc, where
+
+
+def _template_pod(obj: Mapping[str, Any], where: str) -> PodInfo:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        raise ManifestError(f"{where}: {obj['kind']} {meta.get('name')} has no spec.template")
+    tmeta = template.get("metadata") or {}
+    return pod_info({"metadata": {"name": meta.get("name", ""), "namespace": meta.get("namespace") or "default",
+                                  "labels": tmeta.get("labels") or {}},
+                     "spec": template.get("spec") or {}, "status": {"phase": "Running"}})
+
+
+def load_manifests(paths: Iterable[str | Path], default_namespace: str = "default") -> Manifests:
+    """Read every manifest under `paths`; ManifestError (exit 2) naming the file when malformed."""
+    out = Manifests()
+    namespace_objs = []
+    seen: dict[tuple[str, str, str], str] = {}
+    for path, strict in _files(paths):
+        for obj, where in _documents(path, strict):
+            kind = obj["kind"]
+            meta = obj.get("metadata")
+            if not isinstance(meta, dict) or not meta.get("name"):
+                raise ManifestError(f"{where}: {kind} without metadata.name")
+            ident = (str(kind), str(meta.get("namespace") or default_namespace), str(meta["name"]))
+            if ident in seen and kind != "Namespace":
+                raise ManifestError(f"{where}: {kind} {ident[1]}/{ident[2]} is defined twice "
+                                    f"(also in {seen[ident]}); pass one set of manifests")
+            seen[ident] = where
+            if kind == "Namespace":
+                namespace_objs.append(obj)
+            elif kind == "NetworkPolicy":
+                try:
+                    out.policies.append(parse_policy(obj, default_namespace))
+                except ManifestError as exc:
+                    raise ManifestError(f"{where}: {exc}") from None
+            elif kind == "Pod":
+                pod = pod_info({**obj, "metadata": {**meta, "namespace": meta.get("namespace") or default_namespace},
+                                "status": {"phase": "Running", **(obj.get("status") or {})}})
+                out.pods.append(pod)
+            elif kind in (*WORKLOADS, "CronJob"):
+                if not meta.get("namespace"):
+                    obj = {**obj, "metadata": {**meta, "namespace": default_namespace}}
+                out.pods.append(_template_pod(obj, where))
+            elif kind == "Service":
+                out.services.append({**obj, "metadata": {**meta, "namespace": meta.get("namespace")
+                                                         or default_namespace}})
+    out.namespaces = namespaces_from(namespace_objs)
+    return out
