@@ -77,7 +77,8 @@ def test_quiz_2_forgetting_dns_breaks_name_lookups_but_not_the_port():
 
 def test_quiz_3_except_removes_the_address():
     p = np("egress-cidr", {"podSelector": {"matchLabels": {"app": "api"}}, "policyTypes": ["Egress"],
-                           "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24", "except": ["203.0.113.13/32"]}}]}]})
+                           "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24",
+                                                           "except": ["203.0.113.13/32"]}}]}]})
     e = engine(p)
     assert allowed(e, API, "203.0.113.10", 443)
     assert not allowed(e, API, "203.0.113.13", 443)
@@ -184,9 +185,12 @@ policy_st = st.tuples(st.sampled_from(["n1", "n2"]), selector_st, st.sampled_fro
 
 def build(i: int, item: Any) -> dict[str, Any]:
     ns, sel, types, ingress, egress = item
-    conv = (lambda key: lambda r: {**({key: r["peers"]} if "peers" in r else {}), "ports": r.get("ports", [])})
+
+    def conv(key: str, r: dict[str, Any]) -> dict[str, Any]:
+        return {**({key: r["peers"]} if "peers" in r else {}), "ports": r.get("ports", [])}
+
     return np(f"p{i}", {"podSelector": sel, "policyTypes": types,
-                        "ingress": [conv("from")(r) for r in ingress], "egress": [conv("to")(r) for r in egress]}, ns)
+                        "ingress": [conv("from", r) for r in ingress], "egress": [conv("to", r) for r in egress]}, ns)
 
 
 def full(e: PolicyEngine, pods: list[PodInfo], port: int = 80) -> set[tuple[int, int]]:
@@ -226,8 +230,8 @@ def test_property_deny_all_leaves_only_what_other_policies_allow(pods, policies)
     others = [parse_policy(build(i, p)) for i, p in enumerate(policies)]
     deny_all = parse_policy(np("deny-all", {"podSelector": {}, "policyTypes": ["Ingress"]}, "n1"))
     e_with = PolicyEngine(pods, {}, [*others, deny_all])
-    for i, a in enumerate(pods):
-        for j, b in enumerate(pods):
+    for a in pods:
+        for b in pods:
             if b.namespace != "n1":
                 continue
             d = e_with.decide(Endpoint(pod=a), Endpoint(pod=b), 80)
