@@ -47,7 +47,8 @@ def _files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
 
 def _documents(path: Path, strict: bool = True) -> Iterator[tuple[Mapping[str, Any], str]]:
     try:
-        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~5x faster
+        docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=loader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -356,23 +356,51 @@ class PolicyEngine:
         n = len(self.pods)
         everyone = (1 << n) - 1
         pod_bits: dict[tuple[str, Selector | None, Selector | None, IPBlock | None], int] = {}
+        by_ns: dict[str, list[int]] = {}
+        for i, p in enumerate(self.pods):
+            by_ns.setdefault(p.namespace, []).append(i)
+        addrs: list[ipaddress.IPv4Address | ipaddress.IPv6Address | None] = []
+        for p in self.pods:
+            try:
+                addrs.append(ipaddress.ip_address(p.ip) if p.ip else None)
+            except ValueError:
+                addrs.append(None)
 
         def peer_bits(peer: Peer, ns: str) -> int:
             key = (ns, peer.pod_selector, peer.namespace_selector, peer.ip_block)
-            if key not in pod_bits:
-                bits = 0
-                for i, p in enumerate(self.pods):
-                    if self.peer_matches(peer, ns, Endpoint(pod=p)):
-                        bits |= 1 << i
-                pod_bits[key] = bits
-            return pod_bits[key]
+            if key in pod_bits:
+                return pod_bits[key]
+            bits = 0
+            block = peer.ip_block
+            if block is not None:
+                if self.ipblock_matches_pods:
+                    for i, addr in enumerate(addrs):
+                        if addr is not None and addr in block.cidr and not any(addr in e for e in block.excepts):
+                            bits |= 1 << i
+            else:
+                if peer.namespace_selector is None:
+                    namespaces = [ns]
+                else:
+                    namespaces = [n for n in by_ns if peer.namespace_selector.matches(self.namespace_labels(n))]
+                sel = peer.pod_selector
+                for n in namespaces:
+                    for i in by_ns.get(n, ()):
+                        if sel is None or sel.matches(self.pods[i].labels):
+                            bits |= 1 << i
+            pod_bits[key] = bits
+            return bits
+
+        named: dict[tuple[str, str], int] = {}
 
         def named_port_bits(rp: PortRule) -> int:
-            bits = 0
-            for i, p in enumerate(self.pods):
-                if self.port_matches(rp, port, protocol, p):
-                    bits |= 1 << i
-            return bits
+            key = (str(rp.port), rp.protocol)
+            if key not in named:
+                bits = 0
+                for i, p in enumerate(self.pods):
+                    if self.port_matches(rp, port, protocol, p):
+                        bits |= 1 << i
+                named[key] = bits
+            return named[key]
 
         def rule_dst_ports(rule: Rule) -> int:
             """Pods (as destinations) for which the rule's ports admit port/protocol."""
