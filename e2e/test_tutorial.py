@@ -148,3 +148,24 @@ def test_cleanup_removes_leftovers_of_earlier_runs(tutorial: str) -> None:
     out = netprobe("cleanup", "-n", tutorial)
     assert out.returncode == 0 and "1 run(s) removed" in out.stdout
     assert wait_gone(tutorial) == []
+
+
+def test_http_target_reports_the_status_from_the_fake_internet(tutorial: str, tmp_path: Path) -> None:
+    host = __import__("os").environ.get("NETPROBE_LAB_INTERNET_HOST", "example.com")
+    spec = tmp_path / "http.yaml"
+    spec.write_text(f"""\
+version: 1
+sources:
+  - {{name: frontend, selector: {{app: frontend}}}}
+  - {{name: api, selector: {{app: api}}}}
+targets:
+  - {{name: web, http: "http://{host}/"}}
+expect:
+  frontend: {{web: allow}}
+  api: {{web: deny}}
+""")
+    proc = netprobe("run", "-f", str(spec), "-n", tutorial, "--image", IMAGE, "-o", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cells = {c["source"]: c for c in json.loads(proc.stdout)["cells"]}
+    assert cells["frontend"]["observed"] == "allowed" and "HTTP 200" in cells["frontend"]["detail"]
+    assert cells["api"]["observed"] == "blocked"

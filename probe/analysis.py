@@ -265,9 +265,12 @@ class World:
     policies: tuple[Any, ...]
     services: tuple[Mapping[str, Any], ...]
 
+    ipblock_matches_pods: bool = True
+
     def engine(self) -> PolicyEngine:
         """A PolicyEngine over this world."""
-        return PolicyEngine(self.pods, self.namespaces, self.policies)
+        return PolicyEngine(self.pods, self.namespaces, self.policies,
+                            ipblock_matches_pods=self.ipblock_matches_pods)
 
     def pod(self, ref: str) -> PodInfo:
         """A pod by `namespace/name` (or `name` in default); KeyError with the candidates."""

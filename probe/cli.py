@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -144,6 +145,9 @@ KubeconfigOpt = Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBEC
                                                    help="Path to a kubeconfig (default $KUBECONFIG, "
                                                         "~/.kube/config, or in-cluster).")]
 ContextOpt = Annotated[str | None, typer.Option("--context", help="The kubeconfig context to use.")]
+IpblockOpt = Annotated[bool, typer.Option(
+    "--ipblock-pods/--no-ipblock-pods",
+    help="Apply ipBlock rules to pod IPs too, as Calico does (the API leaves it to the CNI).")]
 
 
 @app.command()
@@ -190,6 +194,7 @@ def run(
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Progress on stderr (default: on a TTY, table output).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log steps and API call counts.")] = False,
+    ipblock_pods: IpblockOpt = True,
     from_policies: Annotated[bool, typer.Option(
         "--from-policies", help="Compute expectations from the cluster's NetworkPolicies (instead of "
                                 "the spec's `expect`, or compared with it as warnings).")] = False,
@@ -222,7 +227,7 @@ def run(
     )
     show_progress = progress if progress is not None else (output == "table" and sys.stderr.isatty())
     result = guarded(lambda: _run(spec, namespace, kubeconfig, context, options, show_progress, verbose,
-                                  from_policies))
+                                  from_policies, ipblock_pods))
     guarded(lambda: emit(result, output, reports))
     if verbose:
         typer.echo(f"netprobe: run {result.run_id}: {result.meta.get('identities')} identities, "
@@ -232,7 +237,8 @@ def run(
 
 
 def _run(spec_path: Path, namespace: str, kubeconfig: str | None, context: str | None,
-         options: object, show_progress: bool, verbose: bool, from_policies: bool) -> RunResult:
+         options: object, show_progress: bool, verbose: bool, from_policies: bool,
+         ipblock_pods: bool = True) -> RunResult:
     from .analysis import compare, expect_spec, world_from_cluster
     from .cluster import KubeCluster
     from .runner import Runner, RunOptions
@@ -245,7 +251,7 @@ def _run(spec_path: Path, namespace: str, kubeconfig: str | None, context: str |
     expect, expected_by = None, None
     warnings: list[str] = []
     if from_policies:
-        world = world_from_cluster(cluster)
+        world = replace(world_from_cluster(cluster), ipblock_matches_pods=ipblock_pods)
         computed, reasons, warnings = expect_spec(spec, world.engine(), world.pods, world.services)
         if spec.has_expectations:
             warnings += compare(spec.expect, computed, reasons)
@@ -303,13 +309,16 @@ FilesOpt = Annotated[list[Path] | None, typer.Option(
     "--file", "-f", help="Manifests (files or directories; repeatable). Default: the live cluster.")]
 
 
-def _world(files: list[Path] | None, namespace: str, kubeconfig: str | None, context: str | None) -> World:
+def _world(files: list[Path] | None, namespace: str, kubeconfig: str | None, context: str | None,
+           ipblock_pods: bool = True) -> World:
     from .analysis import world_from_cluster, world_from_manifests
     from .cluster import KubeCluster
 
     if files:
-        return world_from_manifests([str(f) for f in files], namespace)
-    return world_from_cluster(KubeCluster(kubeconfig=kubeconfig, context=context))
+        world = world_from_manifests([str(f) for f in files], namespace)
+    else:
+        world = world_from_cluster(KubeCluster(kubeconfig=kubeconfig, context=context))
+    return replace(world, ipblock_matches_pods=ipblock_pods)
 
 
 def _ports(ports: list[int], protocols: list[str]) -> list[tuple[int, str]]:
@@ -335,6 +344,7 @@ def expect(
         "--spec", help="Also print this spec's `expect` section, computed from the policies.")] = None,
     namespace: Annotated[str, typer.Option("--namespace", "-n",
                                            help="Namespace of objects that name none.")] = "default",
+    ipblock_pods: IpblockOpt = True,
 ) -> None:
     """Compute the expected connectivity from NetworkPolicy manifests, offline (no cluster).
 
@@ -342,12 +352,12 @@ def expect(
       netprobe expect -f examples/tutorial/ --port 5432 --port 8080
       netprobe expect -f k8s/ --spec expect.yaml -o json
     """
-    from .analysis import expect_spec, pod_matrix, world_from_manifests
+    from .analysis import expect_spec, pod_matrix
 
     if output not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output!r}", param_hint="--output")
     ports = _ports(port or [80], protocol or [])
-    world = guarded(lambda: world_from_manifests([str(f) for f in files], namespace))
+    world = guarded(lambda: _world(files, namespace, None, None, ipblock_pods))
     doc = guarded(lambda: pod_matrix(world, ports))
     if spec is not None:
         loaded = guarded(lambda: load_spec(spec, namespace))
@@ -395,6 +405,7 @@ def explain(
     files: FilesOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    ipblock_pods: IpblockOpt = True,
 ) -> None:
     """Explain which policies isolate each side of a connection and which rule allows it.
 
@@ -405,7 +416,7 @@ def explain(
     from .analysis import endpoint_for
 
     proto = _ports([port], [protocol])[0][1]
-    world = guarded(lambda: _world(files, "default", kubeconfig, context))
+    world = guarded(lambda: _world(files, "default", kubeconfig, context, ipblock_pods))
     a, b = guarded(lambda: (endpoint_for(world, src), endpoint_for(world, dst)))
     decision = world.engine().decide(a, b, port, proto)
     typer.echo(explain_text(decision, a.describe(), b.describe(), port, proto), nl=False)
@@ -417,6 +428,7 @@ def lint(
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     output: Annotated[str, typer.Option("--output", "-o", help="table | json")] = "table",
+    ipblock_pods: IpblockOpt = True,
 ) -> None:
     """Find common NetworkPolicy mistakes (exit 1 when there are findings).
 
@@ -426,7 +438,7 @@ def lint(
     """
     from .analysis import lint as run_lint
 
-    world = guarded(lambda: _world(files, "default", kubeconfig, context))
+    world = guarded(lambda: _world(files, "default", kubeconfig, context, ipblock_pods))
     findings = run_lint(world.engine(), world.pods)
     if output == "json":
         typer.echo(json.dumps([{"code": f.code, "object": f.object, "message": f.message, "fix": f.fix}

@@ -335,7 +335,11 @@ class KubeCluster:
 
     def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None:
         """Inject an ephemeral container (Kubernetes >= 1.25's pods/ephemeralcontainers)."""
-        body = {"spec": {"ephemeralContainers": [dict(container)]}}
+        # Send the whole list: whichever patch type the client picks (strategic or merge),
+        # existing ephemeral containers (which can never be removed) stay in it.
+        current = self._call(f"get pod {namespace}/{pod}", self._core.read_namespaced_pod, pod, namespace)
+        existing = list((current.get("spec") or {}).get("ephemeralContainers") or [])
+        body = {"spec": {"ephemeralContainers": [*existing, dict(container)]}}
         self._call(f"add ephemeral container to {namespace}/{pod}",
                    self._core.patch_namespaced_pod_ephemeralcontainers, pod, namespace, body)
 

@@ -168,3 +168,29 @@ def test_bad_manifests_exit_2_naming_the_file(tmp_path, content, message):
         load_manifests([path])
     proc = netprobe("expect", "-f", str(path))
     assert proc.returncode == 2 and str(path) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ipblock_on_pod_ips_is_configurable(tmp_path):
+    (tmp_path / "m.yaml").write_text("""\
+apiVersion: v1
+kind: Pod
+metadata: {name: a, labels: {app: a}}
+spec: {containers: []}
+status: {podIP: 10.0.0.5}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, labels: {app: b}}
+spec: {containers: []}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-cidr}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/24}}]}]
+""")
+    calico = netprobe("explain", "default/a", "default/b", "--port", "80", "-f", str(tmp_path))
+    assert "ALLOWED" in calico.stdout.splitlines()[0]
+    strict = netprobe("explain", "default/a", "default/b", "--port", "80", "-f", str(tmp_path), "--no-ipblock-pods")
+    assert "DENIED" in strict.stdout.splitlines()[0]
