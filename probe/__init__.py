@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .api import run
 from .errors import NetprobeError
 from .model import Cell, Expectation, RunResult, Verdict
 from .spec import Spec, load_spec, parse_spec
@@ -18,4 +19,5 @@ __all__ = [
     "__version__",
     "load_spec",
     "parse_spec",
+    "run",
 ]

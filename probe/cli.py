@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,8 +24,10 @@ from . import __version__
 from .analysis import World, explain_text
 from .errors import EXIT_CANNOT_PROBE, InputError, NetprobeError
 from .model import RunResult
+from .plan import PodSettings
 from .report import FORMATS, load_result, render, use_colour
-from .spec import load_spec, parse_duration, require_expectations
+from .runner import RunOptions
+from .spec import load_spec, parse_duration
 
 app = typer.Typer(
     name="netprobe",
@@ -195,6 +198,11 @@ def run(
         "--progress/--no-progress", help="Progress on stderr (default: on a TTY, table output).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log steps and API call counts.")] = False,
     ipblock_pods: IpblockOpt = True,
+    save_baseline: Annotated[Path | None, typer.Option(
+        "--save-baseline", help="Save this run's result as a baseline for later --baseline runs.")] = None,
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", help="Report every cell whose verdict changed since this saved run (drift, exit 1). "
+                           "A spec without `expect` then uses the baseline as its expectation.")] = None,
     from_policies: Annotated[bool, typer.Option(
         "--from-policies", help="Compute expectations from the cluster's NetworkPolicies (instead of "
                                 "the spec's `expect`, or compared with it as warnings).")] = False,
@@ -206,9 +214,6 @@ def run(
       netprobe run -f expect.yaml -o json --report junit=out/junit.xml --attempts 2
       netprobe run -f sources-and-targets.yaml --from-policies -n prod
     """
-    from .plan import PodSettings
-    from .runner import RunOptions
-
     reports = _parse_reports(report_to or [])
     if via not in ("job", "ephemeral"):
         raise typer.BadParameter(f"expected job or ephemeral, got {via!r}", param_hint="--via")
@@ -227,7 +232,9 @@ def run(
     )
     show_progress = progress if progress is not None else (output == "table" and sys.stderr.isatty())
     result = guarded(lambda: _run(spec, namespace, kubeconfig, context, options, show_progress, verbose,
-                                  from_policies, ipblock_pods))
+                                  from_policies, ipblock_pods, baseline))
+    if save_baseline is not None:
+        reports.append(("json", save_baseline))
     guarded(lambda: emit(result, output, reports))
     if verbose:
         typer.echo(f"netprobe: run {result.run_id}: {result.meta.get('identities')} identities, "
@@ -237,30 +244,16 @@ def run(
 
 
 def _run(spec_path: Path, namespace: str, kubeconfig: str | None, context: str | None,
-         options: object, show_progress: bool, verbose: bool, from_policies: bool,
-         ipblock_pods: bool = True) -> RunResult:
-    from .analysis import compare, expect_spec, world_from_cluster
-    from .cluster import KubeCluster
-    from .runner import Runner, RunOptions
+         options: RunOptions, show_progress: bool, verbose: bool, from_policies: bool,
+         ipblock_pods: bool = True, baseline: Path | None = None) -> RunResult:
+    from . import api
 
-    assert isinstance(options, RunOptions)
-    spec = load_spec(spec_path, namespace)
-    if not from_policies:
-        require_expectations(spec)
-    cluster = KubeCluster(kubeconfig=kubeconfig, context=context)
-    expect, expected_by = None, None
-    warnings: list[str] = []
-    if from_policies:
-        world = replace(world_from_cluster(cluster), ipblock_matches_pods=ipblock_pods)
-        computed, reasons, warnings = expect_spec(spec, world.engine(), world.pods, world.services)
-        if spec.has_expectations:
-            warnings += compare(spec.expect, computed, reasons)
-        else:
-            expect, expected_by = computed, {k: f"policies: {r}" for k, r in reasons.items()}
     last = [""]
+    started = time.monotonic()
 
     def progress(message: str) -> None:
-        if message != last[0]:
+        # Only for runs longer than a second; one line rewritten in place on a terminal.
+        if message != last[0] and time.monotonic() - started >= 1.0:
             last[0] = message
             sys.stderr.write(f"\r\033[K{message}" if sys.stderr.isatty() else f"{message}\n")
             sys.stderr.flush()
@@ -269,10 +262,10 @@ def _run(spec_path: Path, namespace: str, kubeconfig: str | None, context: str |
         if verbose:
             typer.echo(f"netprobe: {message}", err=True)
 
-    runner = Runner(cluster, spec, options, expect=expect, expected_by=expected_by, warnings=warnings,
-                    progress=progress if show_progress else None, log=log)
     try:
-        return runner.run()
+        return api.run(spec_path, kubeconfig=kubeconfig, context=context, namespace=namespace,
+                       from_policies=from_policies, ipblock_pods=ipblock_pods, baseline=baseline,
+                       progress=progress if show_progress else None, log=log, run_options=options)
     finally:
         if show_progress and sys.stderr.isatty() and last[0]:
             sys.stderr.write("\r\033[K")
@@ -450,6 +443,22 @@ def lint(
     raise typer.Exit(1 if findings else 0)
 
 
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of expect.yaml (for editors: yaml-language-server, IDEs).
+
+    Examples:
+      netprobe schema > expect.schema.json
+      # in expect.yaml:  # yaml-language-server: $schema=./expect.schema.json
+    """
+    typer.echo((Path(__file__).with_name("schema.json")).read_text(encoding="utf-8"), nl=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+def kubectl_main() -> None:
+    """`kubectl netprobe ...`: kubectl finds `kubectl-netprobe` on PATH and runs it."""
+    app(prog_name="kubectl netprobe")

@@ -217,6 +217,7 @@ class RunResult:
     warnings: tuple[str, ...] = ()
     settle_s: float | None = None  # how long the cluster took to settle (--settle)
     meta: Mapping[str, object] = field(default_factory=dict)
+    drift: tuple[tuple[str, str, Verdict, Verdict], ...] = ()  # (source, target, before, now) vs a baseline
 
     @property
     def mismatches(self) -> tuple[Cell, ...]:
@@ -230,15 +231,33 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """Every cell was probed and matched, and the run had no problems."""
-        return not self.problems and all(c.match is True for c in self.cells)
+        """Every cell was probed and matched, nothing drifted, and the run had no problems."""
+        return not self.problems and not self.drift and all(c.match is True for c in self.cells)
 
     @property
     def exit_code(self) -> int:
-        """0 all match, 1 mismatch, 3 something could not be probed."""
+        """0 all match, 1 mismatch or drift, 3 something could not be probed."""
         if self.problems or self.errors:
             return 3
-        return 1 if self.mismatches else 0
+        return 1 if self.mismatches or self.drift else 0
+
+    def to_dict(self) -> dict[str, object]:
+        """The versioned JSON document (README "JSON result")."""
+        from .report import to_dict
+
+        return to_dict(self)
+
+    def to_json(self) -> str:
+        """The JSON document as text."""
+        from .report import render_json
+
+        return render_json(self)
+
+    def to_table(self) -> str:
+        """The table report, as `netprobe run` prints it."""
+        from .report import render_table
+
+        return render_table(self)
 
     def cell(self, source: str, target: str) -> Cell:
         """The cell for one source and target."""

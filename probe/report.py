@@ -60,6 +60,8 @@ def _summary(result: RunResult) -> str:
     ok = sum(1 for c in result.cells if c.match is True)
     bad, err = len(result.mismatches), len(result.errors)
     text = f"{n} cells: {ok} match, {bad} mismatch, {err} not probed"
+    if result.drift:
+        text += f", {len(result.drift)} drifted"
     if result.settle_s is not None:
         text += f"; settled after {result.settle_s:.1f}s"
     return text + ("" if not result.duration_s else f" ({result.duration_s:.1f}s)")
@@ -91,6 +93,9 @@ def render_table(result: RunResult, *, colour: bool = False) -> str:
         out += ["", "Problems:"] + [f"  {p}" for p in result.problems]
     if result.warnings:
         out += ["", "Warnings:"] + [f"  {w}" for w in result.warnings]
+    if result.drift:
+        out += ["", f"Drift since the baseline ({len(result.drift)}):"]
+        out += [f"  {s} → {t}: {a} → {b}" for s, t, a, b in result.drift]
     out += ["", _summary(result)]
     return "\n".join(out) + "\n"
 
@@ -111,6 +116,8 @@ def render_markdown(result: RunResult) -> str:
         out += [f"- **{c.source} → {c.target}**: {c.detail or c.reason}" for c in result.errors]
     if result.problems:
         out += ["", "### Problems", ""] + [f"- {p}" for p in result.problems]
+    if result.drift:
+        out += ["", "### Drift since the baseline", ""] + [f"- **{s} → {t}**: {a} → {b}" for s, t, a, b in result.drift]
     out += ["", _summary(result)]
     return "\n".join(out) + "\n"
 
@@ -154,6 +161,7 @@ def to_dict(result: RunResult) -> dict[str, Any]:
             "not_probed": len(result.errors),
         },
         "cells": [cell_to_dict(c) for c in result.cells],
+        "drift": [{"source": s, "target": t, "before": str(a), "now": str(b)} for s, t, a, b in result.drift],
         "meta": dict(result.meta),
     }
 
@@ -167,8 +175,8 @@ def render_junit(result: RunResult) -> str:
     """JUnit XML: one testcase per cell; failures carry the reason, errors the probe failure."""
     suite = ET.Element("testsuite", {
         "name": "netprobe",
-        "tests": str(len(result.cells)),
-        "failures": str(len(result.mismatches)),
+        "tests": str(len(result.cells) + len(result.drift) + len(result.problems)),
+        "failures": str(len(result.mismatches) + len(result.drift)),
         "errors": str(len(result.errors) + len(result.problems)),
         "time": f"{result.duration_s:.3f}",
     })
@@ -186,6 +194,10 @@ def render_junit(result: RunResult) -> str:
             err.text = c.detail or c.reason
         ET.SubElement(case, "system-out").text = (
             f"observed {c.observed} ({c.detail}); attempts {c.attempts}")
+    for s, t, a, b in result.drift:
+        case = ET.SubElement(suite, "testcase", {"classname": "netprobe.drift", "name": f"{s} -> {t} unchanged"})
+        ET.SubElement(case, "failure", {"message": f"drift: {a} -> {b}", "type": "drift"}).text = \
+            f"{s} -> {t} was {a} in the baseline, now {b}"
     for i, problem in enumerate(result.problems):
         case = ET.SubElement(suite, "testcase", {"classname": "netprobe.run", "name": f"problem {i + 1}"})
         ET.SubElement(case, "error", {"message": problem, "type": "problem"}).text = problem
@@ -250,6 +262,8 @@ def from_dict(doc: Any, origin: str = "<result>") -> RunResult:
         problems=tuple(map(str, doc.get("problems", []))),
         warnings=tuple(map(str, doc.get("warnings", []))),
         settle_s=doc.get("settle_s"), meta=dict(doc.get("meta") or {}),
+        drift=tuple((str(d["source"]), str(d["target"]), Verdict(d["before"]), Verdict(d["now"]))
+                    for d in doc.get("drift") or []),
     )
 
 

@@ -10,6 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def loopback_ip() -> str:

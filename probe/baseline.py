@@ -1,0 +1,50 @@
+"""Baselines for post-deploy smoke checks: a saved JSON result, and drift against it.
+
+`netprobe run --save-baseline FILE` saves the run's JSON result; `--baseline FILE` reports
+every cell whose observed verdict changed since then (drift, exit 1), whatever the
+expectations say. A spec without `expect` may use the baseline as its expectation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import InputError
+from .model import Expectation, RunResult, Verdict
+from .report import load_result
+from .spec import Spec
+
+
+def load_baseline(path: str | Path) -> RunResult:
+    """Read a baseline (a `-o json` / `--save-baseline` result)."""
+    return load_result(path)
+
+
+def expectations_from_baseline(spec: Spec, base: RunResult) -> tuple[dict[tuple[str, str], Expectation],
+                                                                     dict[tuple[str, str], str]]:
+    """The baseline's observations as expectations: allowed → allow, anything else → deny."""
+    expect, by = {}, {}
+    for s in spec.sources:
+        for t in spec.targets:
+            try:
+                cell = base.cell(s.name, t.name)
+            except KeyError:
+                raise InputError(f"baseline has no cell {s.name} → {t.name} (run {base.run_id or '?'}); "
+                                 "was the spec changed since it was saved?") from None
+            expect[(s.name, t.name)] = Expectation.ALLOW if cell.observed is Verdict.ALLOWED else Expectation.DENY
+            by[(s.name, t.name)] = f"baseline {base.run_id}: {cell.observed}"
+    return expect, by
+
+
+def with_drift(result: RunResult, base: RunResult) -> RunResult:
+    """The result with every cell whose verdict differs from the baseline listed as drift."""
+    drift = []
+    for cell in result.cells:
+        try:
+            before = base.cell(cell.source, cell.target).observed
+        except KeyError:
+            continue
+        if before is not cell.observed and cell.observed is not Verdict.ERROR:
+            drift.append((cell.source, cell.target, before, cell.observed))
+    return replace(result, drift=tuple(drift), meta={**result.meta, "baseline_run_id": base.run_id})

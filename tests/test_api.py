@@ -1,0 +1,121 @@
+"""The Python API, baselines, the pytest plugin, the JSON Schema and the kubectl plugin entry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from fakecluster import FakeCluster
+from test_runner import pods, spec_for
+
+import probe
+from probe import spec as spec_module
+from probe.errors import InputError
+from probe.model import Verdict
+from probe.report import from_dict, render_json
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "probe" / "schema.json").read_text())
+
+
+def test_public_api_is_small_and_pinned():
+    assert sorted(probe.__all__) == ["Cell", "Expectation", "NetprobeError", "RunResult", "Spec", "Verdict",
+                                     "__version__", "load_spec", "parse_spec", "run"]
+
+
+def test_run_returns_a_result_with_ok_mismatches_cells_and_json(listener, closed_port):
+    cluster = FakeCluster(pods=pods("api") + pods("web"))
+    result = probe.run(spec_for(listener[1], closed_port, expect_db="deny"), cluster=cluster, warmup=0,
+                       startup_timeout=5)
+    assert not result.ok and len(result.mismatches) == 2 and len(result.cells) == 4
+    assert json.loads(result.to_json())["cells"][0]["source"] == "api"
+    assert "Mismatches (2):" in result.to_table()
+
+
+def test_unknown_option_is_input_error():
+    with pytest.raises(InputError, match="unknown option.s. colour; expected some of: attempts"):
+        probe.run("x.yaml", colour=True)
+
+
+def test_baseline_reports_drift_and_can_be_the_expectation(listener, closed_port, tmp_path):
+    cluster = FakeCluster(pods=pods("api") + pods("web"))
+    first = probe.run(spec_for(listener[1], closed_port), cluster=cluster, warmup=0)
+    assert first.ok
+    # pretend the saved run had seen api -> db blocked
+    doc = json.loads(render_json(first))
+    doc["cells"][0]["observed"] = "blocked"
+    saved = tmp_path / "baseline.json"
+    saved.write_text(json.dumps(doc))
+    again = probe.run(spec_for(listener[1], closed_port), cluster=cluster, warmup=0, baseline=saved)
+    assert again.drift == (("api", "db", Verdict.BLOCKED, Verdict.ALLOWED),)
+    assert again.exit_code == 1 and "Drift since the baseline (1):" in again.to_table()
+    assert from_dict(json.loads(again.to_json())).drift == again.drift
+    # a spec without `expect` takes the baseline's observations as expectations
+    no_expect = spec_for(listener[1], closed_port)
+    no_expect = type(no_expect)(sources=no_expect.sources, targets=no_expect.targets, defaults=no_expect.defaults)
+    third = probe.run(no_expect, cluster=cluster, warmup=0, baseline=saved)
+    db = third.cell("api", "db")
+    assert db.expected.value == "deny" and db.match is False and db.expected_by.startswith("baseline")
+
+
+def test_pytest_plugin_fixture_passes_and_fails_readably(pytester, listener, closed_port):
+    pytester.syspathinsert(str(Path(__file__).parent))
+    pytester.makepyfile(textwrap.dedent(f"""
+        from fakecluster import FakeCluster
+        from test_runner import pods, spec_for
+
+        def test_matches(netprobe):
+            netprobe.assert_matrix(spec_for({listener[1]}, {closed_port}),
+                                   cluster=FakeCluster(pods=pods("api") + pods("web")), warmup=0)
+
+        def test_wrong(netprobe):
+            netprobe.assert_matrix(spec_for({listener[1]}, {closed_port}, expect_db="deny"),
+                                   cluster=FakeCluster(pods=pods("api") + pods("web")), warmup=0)
+    """))
+    result = pytester.runpytest("-p", "no:benchmark", "--netprobe-namespace", "default")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*does not match the cluster (exit 1)*", "*Mismatches (2):*",
+                                 "*api → db: db:*connected*but should be denied*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").rglob("expect.yaml")), ids=str)
+def test_examples_validate_against_the_schema(path):
+    jsonschema.validate(yaml.safe_load(path.read_text()), SCHEMA)
+
+
+@pytest.mark.parametrize("doc", [
+    {"version": 1, "sources": [{"name": "a", "selector": {}}], "targets": [{"name": "t", "tcp": "h:1"}], "x": 1},
+    {"version": 1, "sources": [{"name": "a"}], "targets": [{"name": "t", "tcp": "h:1"}]},
+    {"version": 1, "sources": [{"name": "a", "selector": {}}], "targets": [{"name": "t", "dns": "a", "tcp": "h:1"}]},
+    {"version": 1, "sources": [{"name": "a", "selector": {}}], "targets": [{"name": "t", "tcp": {"port": 0,
+                                                                                              "selector": {}}}]},
+], ids=["unknown-key", "no-selector", "two-kinds", "port-0"])
+def test_schema_rejects_what_the_loader_rejects(doc):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, SCHEMA)
+    with pytest.raises(probe.NetprobeError):
+        probe.parse_spec(yaml.safe_dump(doc))
+
+
+def test_schema_keys_are_in_sync_with_the_loader():
+    props = SCHEMA["properties"]
+    assert set(props) == set(spec_module._TOP_KEYS)
+    assert set(props["sources"]["items"]["properties"]) == set(spec_module._SOURCE_KEYS)
+    assert set(props["targets"]["items"]["properties"]) == set(spec_module._TARGET_KEYS)
+    assert set(props["targets"]["items"]["properties"]["tcp"]["oneOf"][1]["properties"]) == \
+        set(spec_module._POD_TARGET_KEYS)
+
+
+def test_schema_command_and_kubectl_plugin_entry():
+    out = subprocess.run([sys.executable, "-m", "probe", "schema"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == SCHEMA
+    exe = Path(sys.executable).with_name("kubectl-netprobe")
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Usage: kubectl netprobe" in proc.stdout
