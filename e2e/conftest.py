@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 IMAGE = os.environ.get("NETPROBE_LAB_PYTHON_IMAGE") or os.environ.get("NETPROBE_IMAGE") or "python:3.12-alpine"

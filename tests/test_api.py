@@ -39,7 +39,7 @@ def test_run_returns_a_result_with_ok_mismatches_cells_and_json(listener, closed
 
 
 def test_unknown_option_is_input_error():
-    with pytest.raises(InputError, match="unknown option.s. colour; expected some of: attempts"):
+    with pytest.raises(InputError, match=r"unknown option\(s\) colour; expected some of: attempts"):
         probe.run("x.yaml", colour=True)
 
 
