@@ -21,8 +21,7 @@ from typing import Any, Protocol, TypeVar
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, stop_after_delay
 
 from .errors import ClusterError, InputError, PermissionDenied, TransientError
-from .model import Namespace
-from .plan import PLAN_ANNOTATION, RUN_LABEL, ContainerPort, PodInfo
+from .plan import PLAN_ANNOTATION, RUN_LABEL, PodInfo, pod_info
 
 T = TypeVar("T")
 
@@ -91,22 +90,6 @@ class Cluster(Protocol):
 
 
 # ---------------------------------------------------------------------- pure conversions
-
-
-def pod_info(obj: Mapping[str, Any]) -> PodInfo:
-    """A PodInfo from a Pod's JSON."""
-    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
-    ports = tuple(
-        ContainerPort(name=p.get("name", ""), port=int(p["containerPort"]), protocol=p.get("protocol", "TCP"))
-        for c in spec.get("containers", []) for p in c.get("ports", []) or [] if "containerPort" in p)
-    return PodInfo(
-        name=meta.get("name", ""), namespace=Namespace(meta.get("namespace", "default")),
-        labels=dict(meta.get("labels") or {}), ip=status.get("podIP") or "",
-        phase=status.get("phase", "Pending"),
-        service_account=spec.get("serviceAccountName") or spec.get("serviceAccount") or "",
-        node=spec.get("nodeName") or "", tolerations=tuple(spec.get("tolerations") or ()),
-        ports=ports, deleting=bool(meta.get("deletionTimestamp")),
-    )
 
 
 def probe_pod_state(obj: Mapping[str, Any], deleted: bool = False) -> ProbePodState:

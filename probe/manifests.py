@@ -14,9 +14,8 @@ from typing import Any
 
 import yaml
 
-from .cluster import pod_info
 from .errors import ManifestError
-from .plan import PodInfo
+from .plan import PodInfo, pod_info
 from .policy import Policy, namespaces_from, parse_policy
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController")
@@ -75,15 +74,19 @@ def _documents(path: Path, strict: bool = True) -> Iterator[tuple[Mapping[str, A
             yield doc, where
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _template_pod(obj: Mapping[str, Any], where: str) -> PodInfo:
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
+    meta = _dict(obj.get("metadata"))
+    spec = _dict(obj.get("spec"))
     if obj["kind"] == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+        spec = _dict(_dict(spec.get("jobTemplate")).get("spec"))
     template = spec.get("template")
     if not isinstance(template, dict):
         raise ManifestError(f"{where}: {obj['kind']} {meta.get('name')} has no spec.template")
-    tmeta = template.get("metadata") or {}
+    tmeta = _dict(template.get("metadata"))
     return pod_info({"metadata": {"name": meta.get("name", ""), "namespace": meta.get("namespace") or "default",
                                   "labels": tmeta.get("labels") or {}},
                      "spec": template.get("spec") or {}, "status": {"phase": "Running"}})
@@ -100,6 +103,8 @@ def load_manifests(paths: Iterable[str | Path], default_namespace: str = "defaul
             meta = obj.get("metadata")
             if not isinstance(meta, dict) or not meta.get("name"):
                 raise ManifestError(f"{where}: {kind} without metadata.name")
+            if meta.get("labels") is not None and not isinstance(meta.get("labels"), dict):
+                raise ManifestError(f"{where}: {kind} {meta['name']}: metadata.labels must be a mapping")
             ident = (str(kind), str(meta.get("namespace") or default_namespace), str(meta["name"]))
             if ident in seen and kind != "Namespace":
                 raise ManifestError(f"{where}: {kind} {ident[1]}/{ident[2]} is defined twice "
@@ -113,14 +118,27 @@ def load_manifests(paths: Iterable[str | Path], default_namespace: str = "defaul
                 except ManifestError as exc:
                     raise ManifestError(f"{where}: {exc}") from None
             elif kind == "Pod":
-                pod = pod_info({**obj, "metadata": {**meta, "namespace": meta.get("namespace") or default_namespace},
-                                "status": {"phase": "Running", **(obj.get("status") or {})}})
+                status = _dict(obj.get("status"))
+                try:
+                    pod = pod_info({**obj, "metadata": {**meta, "namespace": meta.get("namespace")
+                                                        or default_namespace},
+                                    "status": {"phase": "Running", **status}})
+                except ValueError as exc:
+                    raise ManifestError(f"{where}: Pod {meta['name']}: {exc}") from None
                 out.pods.append(pod)
             elif kind in (*WORKLOADS, "CronJob"):
                 if not meta.get("namespace"):
                     obj = {**obj, "metadata": {**meta, "namespace": default_namespace}}
-                out.pods.append(_template_pod(obj, where))
+                try:
+                    out.pods.append(_template_pod(obj, where))
+                except ValueError as exc:
+                    raise ManifestError(f"{where}: {kind} {meta['name']}: {exc}") from None
             elif kind == "Service":
+                spec = obj.get("spec")
+                if not isinstance(spec, dict) or not isinstance(spec.get("selector") or {}, dict) \
+                        or not all(isinstance(p, dict) for p in spec.get("ports") or []):
+                    raise ManifestError(f"{where}: Service {meta['name']}: expected spec with a selector "
+                                        "mapping and a list of ports")
                 out.services.append({**obj, "metadata": {**meta, "namespace": meta.get("namespace")
                                                          or default_namespace}})
     out.namespaces = namespaces_from(namespace_objs)

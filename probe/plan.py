@@ -79,6 +79,46 @@ class PodInfo:
         return self.phase == "Running" and bool(self.ip) and not self.deleting and not self.is_probe
 
 
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _items(value: Any, where: str) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ValueError(f"{where}: expected a list of mappings")
+    return value
+
+
+def pod_info(obj: Mapping[str, Any]) -> PodInfo:
+    """A PodInfo from a Pod's JSON; ValueError naming the field when its shape is wrong."""
+    meta = _mapping(obj.get("metadata"), "metadata")
+    spec = _mapping(obj.get("spec"), "spec")
+    status = _mapping(obj.get("status"), "status")
+    labels = _mapping(meta.get("labels"), "metadata.labels")
+    ports = []
+    for i, c in enumerate(_items(spec.get("containers"), "spec.containers")):
+        for j, p in enumerate(_items(c.get("ports"), f"spec.containers[{i}].ports")):
+            number = p.get("containerPort")
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise ValueError(f"spec.containers[{i}].ports[{j}].containerPort: expected a number")
+            ports.append(ContainerPort(name=str(p.get("name") or ""), port=number,
+                                       protocol=str(p.get("protocol") or "TCP")))
+    return PodInfo(
+        name=str(meta.get("name", "")), namespace=Namespace(str(meta.get("namespace") or "default")),
+        labels={str(k): str(v) for k, v in labels.items()}, ip=str(status.get("podIP") or ""),
+        phase=str(status.get("phase") or "Pending"),
+        service_account=str(spec.get("serviceAccountName") or spec.get("serviceAccount") or ""),
+        node=str(spec.get("nodeName") or ""), tolerations=tuple(_items(spec.get("tolerations"), "spec.tolerations")),
+        ports=tuple(ports), deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Identity:
     """What a NetworkPolicy can see of a pod: namespace, labels, service account."""

@@ -119,3 +119,17 @@ def test_schema_command_and_kubectl_plugin_entry():
     exe = Path(sys.executable).with_name("kubectl-netprobe")
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "Usage: kubectl netprobe" in proc.stdout
+
+
+def test_ci_recipes_are_valid_yaml_with_the_expected_steps():
+    gh = yaml.safe_load((ROOT / ".github" / "workflows" / "e2e.yml").read_text())
+    steps = [s.get("run", "") + s.get("uses", "") for s in gh["jobs"]["e2e-kind-calico"]["steps"]]
+    assert any("e2e/kind-up.sh" in s for s in steps) and any("pytest e2e" in s for s in steps)
+    assert all("@" in s.get("uses", "@") for job in gh["jobs"].values() for s in job["steps"])  # pinned
+    gl = yaml.safe_load((ROOT / "examples" / "ci" / "gitlab-ci.yml").read_text())
+    assert "netprobe run" in " ".join(gl["netprobe"]["script"])
+    assert gl["netprobe"]["artifacts"]["reports"]["junit"] == "netprobe-junit.xml"
+    for path in (ROOT / "deploy").glob("*.yaml"):
+        text = path.read_text()
+        if "{{" not in text:  # the Helm template is not plain YAML
+            assert list(yaml.safe_load_all(text)), path
