@@ -102,6 +102,81 @@ def test_probe_pod_is_never_ready(job):
     assert probe["initialDelaySeconds"] >= job["spec"]["activeDeadlineSeconds"]
 
 
+def _restricted_violations(pod_spec: dict, annotations: dict) -> list[str]:
+    """Every check of the Pod Security Standard "restricted" profile (baseline included), v1.28."""
+    out = []
+    psc = pod_spec.get("securityContext", {})
+    containers = pod_spec.get("containers", []) + pod_spec.get("initContainers", []) + \
+        pod_spec.get("ephemeralContainers", [])
+    # baseline
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(key):
+            out.append(f"host namespaces: {key}")
+    if psc.get("windowsOptions", {}).get("hostProcess"):
+        out.append("hostProcess")
+    if any("hostPath" in v for v in pod_spec.get("volumes", [])):
+        out.append("hostPath volumes")
+    allowed_sysctls = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
+                       "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"}
+    if any(s["name"] not in allowed_sysctls for s in psc.get("sysctls", [])):
+        out.append("unsafe sysctls")
+    if any(k.startswith("container.apparmor.security.beta.kubernetes.io/") and v not in ("runtime/default",)
+           and not v.startswith("localhost/") for k, v in annotations.items()):
+        out.append("AppArmor")
+    for c in containers:
+        sc = c.get("securityContext", {})
+        name = c["name"]
+        if sc.get("privileged"):
+            out.append(f"{name}: privileged")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            out.append(f"{name}: hostPort")
+        if sc.get("procMount", "Default") != "Default":
+            out.append(f"{name}: procMount")
+        se = sc.get("seLinuxOptions", {})
+        if se.get("type") not in (None, "", "container_t", "container_init_t", "container_kvm_t") or \
+                se.get("user") or se.get("role"):
+            out.append(f"{name}: seLinuxOptions")
+        # restricted
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{name}: allowPrivilegeEscalation must be false")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            out.append(f"{name}: capabilities must drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            out.append(f"{name}: only NET_BIND_SERVICE may be added")
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
+            out.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            out.append(f"{name}: runAsUser 0")
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{name}: seccompProfile")
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                       "projected", "secret"}
+    for v in pod_spec.get("volumes", []):
+        if not (set(v) - {"name"}) <= allowed_volumes:
+            out.append(f"volume type {set(v) - {'name'}}")
+    return out
+
+
+def test_restricted_checker_catches_violations():
+    bad = {"hostNetwork": True, "containers": [{"name": "c", "securityContext": {"privileged": True}}],
+           "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}
+    assert len(_restricted_violations(bad, {})) >= 6
+
+
+def test_probe_job_meets_every_rule_of_the_restricted_profile(job):
+    template = job["spec"]["template"]
+    assert _restricted_violations(template["spec"], template["metadata"].get("annotations", {})) == []
+
+
+def test_ephemeral_probe_container_meets_the_restricted_profile():
+    source = pod("api-1", {"app": "api"})
+    plan = make_plans([API], {"api": [source]}, [DB], {}, timeout=1.0)[0]
+    container = ephemeral_container(plan, "r9", PodSettings())
+    assert _restricted_violations({"containers": [container]}, {}) == []
+
+
 def test_probe_pod_passes_the_restricted_pod_security_standard(job):
     spec = job["spec"]["template"]["spec"]
     container = spec["containers"][0]
