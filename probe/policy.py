@@ -422,30 +422,23 @@ class PolicyEngine:
                 bits |= peer_bits(peer, ns)
             return bits
 
-        # egress[i]: destinations src i may reach; ingress_from[j]: sources dst j accepts
-        egress = []
-        for p in self.pods:
-            isolating = self.selecting(p, EGRESS)
+        def allowed_peers(direction: str, k: int, pod: PodInfo) -> int:
+            """Egress: the destinations pod k may reach. Ingress: the sources pod k accepts."""
+            isolating = self.selecting(pod, direction)
             if not isolating:
-                egress.append(everyone)
-                continue
+                return everyone
             bits = 0
             for pol in isolating:
-                for rule in pol.egress:
-                    bits |= rule_peers(rule, pol.namespace) & rule_dst_ports(rule)
-            egress.append(bits)
-        ingress_from = []
-        for j, p in enumerate(self.pods):
-            isolating = self.selecting(p, INGRESS)
-            if not isolating:
-                ingress_from.append(everyone)
-                continue
-            bits = 0
-            for pol in isolating:
-                for rule in pol.ingress:
-                    if rule_dst_ports(rule) >> j & 1:
+                for rule in pol.rules(direction):
+                    ports = rule_dst_ports(rule)  # as destinations: the peers (egress) or pod k (ingress)
+                    if direction == EGRESS:
+                        bits |= rule_peers(rule, pol.namespace) & ports
+                    elif ports >> k & 1:
                         bits |= rule_peers(rule, pol.namespace)
-            ingress_from.append(bits)
+            return bits
+
+        egress = [allowed_peers(EGRESS, i, p) for i, p in enumerate(self.pods)]
+        ingress_from = [allowed_peers(INGRESS, j, p) for j, p in enumerate(self.pods)]
         # transpose: rejects[i] has bit j iff pod j's ingress does not accept pod i
         rejects = [0] * n
         for j, srcs in enumerate(ingress_from):
