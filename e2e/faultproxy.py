@@ -7,6 +7,7 @@ matches a rule's predicate, the rule's next action is applied (then requests pas
   "500" / "503"   answer that status
   "drop"  close the connection without answering
   "cut"   (watches) relay the first event, then close the stream mid-way
+  "gone"  (watches) answer with a watch ERROR event 410 Gone (an expired resourceVersion)
 """
 
 from __future__ import annotations
@@ -107,6 +108,16 @@ def fault_proxy(kubeconfig: Path, script: Script, out_kubeconfig: Path) -> Itera
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+                return
+            if act == "gone":
+                event = json.dumps({"type": "ERROR", "object": {
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+                    "message": "too old resource version (injected)", "code": 410}}).encode() + b"\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(event)))
+                self.end_headers()
+                self.wfile.write(event)
                 return
             conn = http.client.HTTPSConnection(host, port, context=sslctx, timeout=120)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}

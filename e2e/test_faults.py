@@ -31,7 +31,7 @@ def test_transient_api_faults_are_retried_and_the_run_is_correct(tutorial: str, 
     script = Script(rules=[
         Rule(lambda m, p: m == "GET" and "/pods" in p and "watch" not in p, ["429", "pass", "503"]),
         Rule(lambda m, p: m == "POST" and "/jobs" in p, ["500", "drop"]),
-        Rule(lambda m, p: "watch=true" in p, ["cut"]),
+        Rule(lambda m, p: "watch=true" in p, ["gone", "cut"]),
         Rule(lambda m, p: m == "DELETE", ["503"]),
     ])
     with fault_proxy(_kubeconfig(), script, tmp_path / "kubeconfig") as kc:
@@ -42,7 +42,7 @@ def test_transient_api_faults_are_retried_and_the_run_is_correct(tutorial: str, 
     doc = json.loads(proc.stdout)
     assert {(c["source"], c["target"]): c["observed"] for c in doc["cells"]}[("frontend", "db")] == "blocked"
     injected = [a for _, _, a in script.log if a != "pass"]
-    assert sorted(injected) == sorted(["429", "503", "500", "drop", "cut", "503"]), script.log
+    assert sorted(injected) == sorted(["429", "503", "500", "drop", "gone", "cut", "503"]), script.log
     assert elapsed > 1.0  # Retry-After: 1 was honoured
     assert wait_gone(tutorial) == []
 
