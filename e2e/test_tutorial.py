@@ -169,3 +169,13 @@ expect:
     cells = {c["source"]: c for c in json.loads(proc.stdout)["cells"]}
     assert cells["frontend"]["observed"] == "allowed" and "HTTP 200" in cells["frontend"]["detail"]
     assert cells["api"]["observed"] == "blocked"
+
+
+def test_progress_only_when_asked_off_a_terminal(tutorial: str) -> None:
+    quiet = netprobe("run", "-f", str(SPEC), "-n", tutorial, "--image", IMAGE)
+    assert quiet.returncode == 0 and "probe pods:" not in quiet.stderr
+    loud = netprobe("run", "-f", str(SPEC), "-n", tutorial, "--image", IMAGE, "-o", "json", "--progress")
+    assert loud.returncode == 0
+    lines = [x for x in loud.stderr.splitlines() if x.startswith("probe pods: ")]
+    assert lines and lines[-1] == "probe pods: 2/2 done, 0 running, 0 pending"
+    assert json.loads(loud.stdout)["ok"] is True  # stdout stays pure JSON

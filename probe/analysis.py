@@ -188,12 +188,20 @@ def lint(engine: PolicyEngine, pods: Sequence[PodInfo]) -> list[Finding]:
     usable = [p for p in pods if not p.is_probe]
     dns_pods = [p for p in usable if p.namespace == "kube-system" and p.labels.get("k8s-app") == "kube-dns"]
     for pod in usable:
-        if engine.selecting(pod, EGRESS) and not engine.dns_allowed(pod, dns_pods).allowed:
-            pols = ", ".join(p.key for p in engine.selecting(pod, EGRESS))
+        if not engine.selecting(pod, EGRESS):
+            continue
+        pols = ", ".join(p.key for p in engine.selecting(pod, EGRESS))
+        if not engine.dns_allowed(pod, dns_pods).allowed:
             findings.append(Finding(
                 code="NP001", object=f"Pod {pod.key}",
                 message=f"egress-isolated (by {pols}) with no DNS allowance: every name lookup will time out",
                 fix="add an egress rule to namespace kube-system pods k8s-app=kube-dns on UDP and TCP 53"))
+        elif not engine.dns_allowed(pod, dns_pods, "TCP").allowed:
+            findings.append(Finding(
+                code="NP006", object=f"Pod {pod.key}",
+                message=f"egress-isolated (by {pols}): DNS over UDP is allowed but not over TCP, so answers "
+                        "too large for UDP (truncated) fail",
+                fix="allow TCP 53 to kube-dns in the same rule as UDP 53"))
     for pol in engine.policies:
         ns_pods = [p for p in usable if p.namespace == pol.namespace]
         if not any(pol.pod_selector.matches(p.labels) for p in ns_pods):

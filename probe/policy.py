@@ -343,10 +343,10 @@ class PolicyEngine:
         ingress = self._half(dst.pod, INGRESS, src, port, protocol, dst.pod)
         return Decision(allowed=egress.allowed and ingress.allowed, egress=egress, ingress=ingress)
 
-    def dns_allowed(self, src: PodInfo, dns_pods: Sequence[PodInfo] = ()) -> Decision:
+    def dns_allowed(self, src: PodInfo, dns_pods: Sequence[PodInfo] = (), protocol: str = "UDP") -> Decision:
         """Can `src` query the cluster DNS (UDP 53 to a kube-dns pod, as a resolver first tries)?"""
         pods = list(dns_pods) or [DNS_POD]
-        decisions = [self.decide(Endpoint(pod=src), Endpoint(pod=d), 53, "UDP") for d in pods]
+        decisions = [self.decide(Endpoint(pod=src), Endpoint(pod=d), 53, protocol) for d in pods]
         return next((d for d in decisions if d.allowed), decisions[0])
 
     # -- bulk: the whole pod-to-pod matrix on one port, with bitsets

@@ -18,7 +18,8 @@ from probe.plan import PLAN_ANNOTATION, RUN_LABEL, PodInfo
 @dataclass
 class FakeCluster:
     pods: list[PodInfo]
-    # job index -> "image" | "crash" | "garbage" | "unschedulable" | "reject" | "silent" | "interrupt"
+    # job index -> "image" | "crash" | "garbage" | "truncated" | "unschedulable" | "reject" | "silent"
+    #              | "evicted" | "deleted" | "interrupt"
     faults: dict[int, str] = field(default_factory=dict)
     api_calls: int = 0
     jobs: list[dict[str, Any]] = field(default_factory=list)
@@ -61,6 +62,14 @@ class FakeCluster:
         elif fault == "crash":
             state = ProbePodState(**base, phase="Failed", exit_code=1, terminated_reason="Error",
                                   termination_message="Traceback...\nSyntaxError: invalid syntax")
+        elif fault == "evicted":
+            state = ProbePodState(**base, phase="Failed", reason="Evicted",
+                                  message="The node was low on resource: memory.")
+        elif fault == "deleted":
+            state = ProbePodState(**base, deleted=True)
+        elif fault == "truncated":
+            state = ProbePodState(**base, phase="Succeeded", exit_code=0,
+                                  termination_message='{"version": 1, "results": [{"id": "t0", "verd')
         elif fault == "garbage":
             state = ProbePodState(**base, phase="Succeeded", exit_code=0,
                                   termination_message='{"version": 7}')

@@ -194,3 +194,10 @@ spec:
     assert "ALLOWED" in calico.stdout.splitlines()[0]
     strict = netprobe("explain", "default/a", "default/b", "--port", "80", "-f", str(tmp_path), "--no-ipblock-pods")
     assert "DENIED" in strict.stdout.splitlines()[0]
+
+
+def test_lint_dns_over_udp_only(tmp_path):
+    text = POLICIES.read_text().replace("    - {protocol: TCP, port: 53}\n", "")
+    (tmp_path / "p.yaml").write_text(text)
+    world = world_from_manifests([str(WORKLOADS), str(tmp_path / "p.yaml")])
+    assert [(f.code, f.object) for f in lint(world.engine(), world.pods)] == [("NP006", "Pod default/api")]

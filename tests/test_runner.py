@@ -81,10 +81,14 @@ def test_probe_pods_of_earlier_runs_never_count_as_sources(listener, closed_port
     ("image", "cannot be pulled (ErrImagePull: pull access denied"),
     ("crash", "the agent crashed (exit code 1, Error): SyntaxError: invalid syntax"),
     ("garbage", "unreadable agent output"),
+    ("truncated", "unreadable agent output: agent output is not JSON"),
+    ("evicted", "Evicted The node was low on resource: memory."),
+    ("deleted", "the probe pod was deleted (evicted?) before it finished"),
     ("unschedulable", "unschedulable: 0/1 nodes are available"),
     ("reject", "could not be created: create job: forbidden (HTTP 403)"),
     ("silent", "FailedCreate: pods"),
-], ids=["image-pull", "agent-crash", "garbage-output", "unschedulable", "rbac-rejected", "admission"])
+], ids=["image-pull", "agent-crash", "garbage-output", "truncated-output", "evicted", "deleted", "unschedulable",
+        "rbac-rejected", "admission"])
 def test_each_probe_failure_names_the_source_and_the_cause(listener, closed_port, fault, words):
     cluster = FakeCluster(pods=pods("api") + pods("web"), faults={0: fault})
     result = Runner(cluster, spec_for(listener[1], closed_port), FAST).run()
@@ -137,3 +141,11 @@ def test_cleanup_removes_only_netprobe_runs(listener, closed_port):
     result = Runner(cluster, spec_for(listener[1], closed_port), RunOptions(warmup=0, keep=True)).run()
     assert cleanup_runs(cluster, older_than=3600) == []
     assert cleanup_runs(cluster) == [("default", result.run_id)]
+
+
+def test_progress_reports_pending_running_done(listener, closed_port):
+    seen: list[str] = []
+    cluster = FakeCluster(pods=pods("api") + pods("web"))
+    Runner(cluster, spec_for(listener[1], closed_port), FAST, progress=seen.append).run()
+    assert seen[-1] == "probe pods: 2/2 done, 0 running, 0 pending"
+    assert all(s.startswith("probe pods: ") for s in seen)
