@@ -324,6 +324,9 @@ class Runner:
                              f"{missing[0][0]} → {missing[0][1]}")
         history: dict[tuple[str, str], list[Observation]] = {}
         problems: list[str] = []
+        if self.options.via == "ephemeral":
+            self.warnings.append(f"--via ephemeral: the container netprobe-{self.run_id} stays in each probed "
+                                 "source pod's spec (Kubernetes cannot remove ephemeral containers)")
         settle_s: float | None = None
         try:
             with _sigterm_as_interrupt():

@@ -25,6 +25,8 @@ class FakeCluster:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[tuple[str, str]] = field(default_factory=list)
     states: list[ProbePodState] = field(default_factory=list)
+    version: tuple[int, int] = (1, 20)
+    ephemeral: dict[tuple[str, str, str], ProbePodState] = field(default_factory=dict)
 
     def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]:
         self.api_calls += 1
@@ -116,11 +118,17 @@ class FakeCluster:
                 for j in self.jobs if namespace in (None, j["metadata"]["namespace"])]
 
     def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None:
-        raise AssertionError("not used")
+        self.api_calls += 1
+        proc = subprocess.run(list(container["command"]), capture_output=True, text=True, timeout=60,
+                              env={"NETPROBE_TERMINATION_LOG": "/nonexistent/log"})
+        self.ephemeral[(namespace, pod, container["name"])] = ProbePodState(
+            name=pod, namespace=namespace, plan_index=None, phase="Running", exit_code=proc.returncode,
+            termination_message=proc.stdout)
 
     def ephemeral_state(self, namespace: str, pod: str, container: str) -> ProbePodState | None:
-        raise AssertionError("not used")
+        self.api_calls += 1
+        return self.ephemeral.get((namespace, pod, container))
 
     def server_version(self) -> tuple[int, int]:
         self.api_calls += 1
-        return (1, 20)
+        return self.version

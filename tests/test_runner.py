@@ -149,3 +149,21 @@ def test_progress_reports_pending_running_done(listener, closed_port):
     Runner(cluster, spec_for(listener[1], closed_port), FAST, progress=seen.append).run()
     assert seen[-1] == "probe pods: 2/2 done, 0 running, 0 pending"
     assert all(s.startswith("probe pods: ") for s in seen)
+
+
+def test_via_ephemeral_needs_1_25(listener, closed_port):
+    from probe.errors import InputError
+
+    cluster = FakeCluster(pods=pods("api") + pods("web"))
+    with pytest.raises(InputError, match=r"needs Kubernetes >= 1\.25.*this cluster is 1\.20"):
+        Runner(cluster, spec_for(listener[1], closed_port), RunOptions(warmup=0, via="ephemeral")).run()
+    assert cluster.jobs == []
+
+
+def test_via_ephemeral_probes_inside_the_real_pods_and_says_it_stays(listener, closed_port):
+    cluster = FakeCluster(pods=pods("api") + pods("web"), version=(1, 29))
+    result = Runner(cluster, spec_for(listener[1], closed_port), RunOptions(warmup=0, via="ephemeral")).run()
+    assert result.exit_code == 0, result.cells
+    assert {k[1] for k in cluster.ephemeral} == {"api-0", "web-0"}  # one real pod per identity
+    assert cluster.jobs == [] and cluster.deleted == []
+    assert any("cannot remove ephemeral containers" in w for w in result.warnings)
