@@ -342,3 +342,15 @@ def endpoint_for(world: World, ref: str) -> Endpoint:
             known = ", ".join(p.key for p in world.pods[:10])
             raise InputError(f"no pod {ref!r} (expected namespace/name or an IP); pods: {known}") from None
         return Endpoint(ip=ref)
+
+
+def expect_document(world: World, ports: Sequence[tuple[int, str]], spec: Spec | None = None) -> dict[str, Any]:
+    """`netprobe expect -o json`: the pod matrix, plus the spec's computed `expect` section."""
+    doc = pod_matrix(world, ports)
+    if spec is not None:
+        computed, reasons, warnings = expect_spec(spec, world.engine(), world.pods, world.services)
+        doc["expect"] = {s.name: {t.name: str(computed[(s.name, t.name)]) for t in spec.targets
+                                  if (s.name, t.name) in computed} for s in spec.sources}
+        doc["reasons"] = {f"{s} -> {t}": r for (s, t), r in reasons.items()}
+        doc["warnings"] = warnings
+    return doc

@@ -15,10 +15,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-import yaml
 
 from . import __version__
 from .analysis import World, explain_text
@@ -345,48 +344,16 @@ def expect(
       netprobe expect -f examples/tutorial/ --port 5432 --port 8080
       netprobe expect -f k8s/ --spec expect.yaml -o json
     """
-    from .analysis import expect_spec, pod_matrix
+    from .analysis import expect_document
+    from .report import render_expect
 
     if output not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output!r}", param_hint="--output")
     ports = _ports(port or [80], protocol or [])
     world = guarded(lambda: _world(files, namespace, None, None, ipblock_pods))
-    doc = guarded(lambda: pod_matrix(world, ports))
-    if spec is not None:
-        loaded = guarded(lambda: load_spec(spec, namespace))
-        computed, reasons, warnings = expect_spec(loaded, world.engine(), world.pods, world.services)
-        doc["expect"] = {s.name: {t.name: str(computed[(s.name, t.name)]) for t in loaded.targets
-                                  if (s.name, t.name) in computed} for s in loaded.sources}
-        doc["reasons"] = {f"{s} -> {t}": r for (s, t), r in reasons.items()}
-        doc["warnings"] = warnings
-    if output == "json":
-        typer.echo(json.dumps(doc, indent=2))
-        return
-    typer.echo(render_pod_matrix(doc))
-    if spec is not None:
-        typer.echo("# expect section computed from the policies:")
-        typer.echo(yaml.safe_dump({"expect": doc["expect"]}, sort_keys=False, default_flow_style=None).rstrip())
-        for w in doc["warnings"]:
-            typer.echo(f"# warning: {w}")
-
-
-def render_pod_matrix(doc: dict[str, Any]) -> str:
-    """The pod-to-pod matrices of `netprobe expect` as tables, with DNS and external columns."""
-    from tabulate import tabulate
-
-    out = []
-    pods = list(doc["pods"])
-    dns = doc["dns"]
-    for block, ext in zip(doc["pod_to_pod"], doc["external"], strict=True):
-        matrix = block["matrix"]
-        headers = ["from \\ to", *pods, "DNS", "external"]
-        rows = [[src, *("✓" if matrix[src][dst] == "allow" else "✗" for dst in pods),
-                 "✓" if dns[src] == "allow" else "✗",
-                 "✓" if ext["matrix"][src] == "allow" else "✗"] for src in pods]
-        out.append(f"port {block['port']}/{block['protocol']} (✓ allowed, ✗ denied):")
-        out.append(tabulate(rows, headers=headers, tablefmt="simple"))
-        out.append("")
-    return "\n".join(out)
+    loaded = guarded(lambda: load_spec(spec, namespace)) if spec is not None else None
+    doc = guarded(lambda: expect_document(world, ports, loaded))
+    typer.echo(json.dumps(doc, indent=2) if output == "json" else render_expect(doc), nl=output == "json")
 
 
 @app.command()

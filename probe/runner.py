@@ -136,6 +136,8 @@ class Runner:
         self.attempts = options.attempts or spec.defaults.attempts
         self._namespaces: set[str] = set()
         self._deadline = 0.0
+        self._probe_pod_count = 0  # probe pods launched, all rounds
+        self._identities = 0  # network identities probed in the first round
 
     # -- discovery
 
@@ -378,9 +380,6 @@ class Runner:
             meta={"api_calls": self.cluster.api_calls, "probe_pods": self._probe_pod_count,
                   "identities": self._identities},
         )
-
-    _probe_pod_count = 0
-    _identities = 0
 
     def _round(self, pods_by_source: Mapping[str, list[PodInfo]], target_pods: Mapping[str, TargetPods],
                only: Mapping[str, set[str]] | None,
