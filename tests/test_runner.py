@@ -167,3 +167,20 @@ def test_via_ephemeral_probes_inside_the_real_pods_and_says_it_stays(listener, c
     assert {k[1] for k in cluster.ephemeral} == {"api-0", "web-0"}  # one real pod per identity
     assert cluster.jobs == [] and cluster.deleted == []
     assert any("cannot remove ephemeral containers" in w for w in result.warnings)
+
+
+def test_results_too_big_for_the_termination_message_come_from_the_log(listener):
+    import textwrap
+
+    from probe.spec import parse_spec
+
+    targets = "\n".join(f'  - {{name: t{i}, tcp: "127.0.0.1:{listener[1]}"}}' for i in range(50))  # < backlog
+    spec = parse_spec(textwrap.dedent("""\
+        version: 1
+        sources: [{name: api, selector: {app: api}}]
+        targets:
+        """) + targets + '\nexpect: {api: {"*": allow}}\n')
+    cluster = FakeCluster(pods=pods("api"))
+    result = Runner(cluster, spec, FAST).run()
+    assert cluster.states[0].termination_message == ""  # > 4 KiB: the agent did not write it
+    assert result.exit_code == 0 and len(result.cells) == 50
