@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import IMAGE, ROOT, netprobe, wait_gone
+from conftest import IMAGE, ROOT, kubectl, netprobe, wait_gone
 from faultproxy import Rule, Script, fault_proxy
 
 SPEC = ROOT / "examples" / "tutorial" / "expect.yaml"
@@ -75,3 +75,38 @@ def test_overall_timeout_bounds_the_run(tutorial: str) -> None:
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "timed out" in proc.stdout
     assert wait_gone(tutorial) == []
+
+
+def test_unschedulable_probe_pods_are_reported_not_waited_for_forever(tutorial: str) -> None:
+    nodes = kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    taint = "netprobe-e2e=unschedulable:NoSchedule"
+    try:
+        for node in nodes:  # running pods stay; new pods (the probes) cannot be scheduled
+            kubectl("taint", "nodes", node, taint, "--overwrite")
+        proc = netprobe("run", "-f", str(SPEC), "-n", tutorial, "--image", IMAGE, "--startup-timeout", "10s")
+    finally:
+        for node in nodes:
+            kubectl("taint", "nodes", node, "netprobe-e2e:NoSchedule-", check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "unschedulable:" in proc.stdout and "taint" in proc.stdout
+    assert wait_gone(tutorial) == []
+
+
+def test_probe_pod_deleted_mid_run_is_an_error_cell(tutorial: str) -> None:
+    run = subprocess.Popen([sys.executable, "-m", "probe", "run", "-f", str(SPEC), "-n", tutorial, "--image", IMAGE,
+                            "--warmup", "20s"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        victim = ""
+        while not victim and time.monotonic() < deadline:
+            victim = kubectl("get", "pods", "-n", tutorial, "-l", "netprobe.io/run,app=api",
+                             "-o", "jsonpath={.items[0].metadata.name}", check=False).stdout
+            time.sleep(0.5)
+        assert victim, "no api probe pod appeared"
+        kubectl("delete", "pod", victim, "-n", tutorial, "--wait=false")  # what an eviction does
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 3, out + err
+    assert "probe pod for api" in out and "deleted (evicted?)" in out
+    assert "frontend" in out and wait_gone(tutorial) == []

@@ -43,6 +43,7 @@ class ProbePodState:
     termination_message: str = ""
     unschedulable: str = ""
     deleted: bool = False
+    deleting: bool = False  # deletionTimestamp set: evicted, preempted or deleted by someone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,7 +119,7 @@ def probe_pod_state(obj: Mapping[str, Any], deleted: bool = False) -> ProbePodSt
         exit_code=terminated.get("exitCode") if terminated else None,
         terminated_reason=terminated.get("reason", "") if terminated else "",
         termination_message=terminated.get("message", "") if terminated else "",
-        unschedulable=unschedulable, deleted=deleted,
+        unschedulable=unschedulable, deleted=deleted, deleting=bool(meta.get("deletionTimestamp")),
     )
 
 

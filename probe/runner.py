@@ -203,6 +203,8 @@ class Runner:
         elif state.waiting_reason in _CONTAINER_FAILURES:
             self._fail_plan(rnd, plan, f"container cannot start ({state.waiting_reason}: "
                             f"{state.waiting_message})")
+        elif (state.deleted or state.deleting) and state.exit_code != 0:
+            self._fail_plan(rnd, plan, "the probe pod was deleted (evicted?) before it finished")
         elif state.exit_code is not None:
             output = state.termination_message
             if state.exit_code == 0:
@@ -227,8 +229,6 @@ class Runner:
             if why == "DeadlineExceeded":
                 why = "deadline exceeded (activeDeadlineSeconds) before the agent finished"
             self._fail_plan(rnd, plan, f"{why} {state.message}".strip())
-        elif state.deleted:
-            self._fail_plan(rnd, plan, "the probe pod was deleted (evicted?) before it finished")
 
     def _container_name(self) -> str | None:
         return f"netprobe-{self.run_id}"[:63] if self.options.via == "ephemeral" else None
