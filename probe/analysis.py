@@ -101,10 +101,6 @@ def resolve_target(target: Target, source_ns: str, pods: Sequence[PodInfo],
     return Backend(external_ip="", needs_dns=True, note=f"{host} is not a known Service: treated as external")
 
 
-def _verdict(decision: Decision) -> tuple[bool, str]:
-    return decision.allowed, decision.reason
-
-
 def expect_cell(engine: PolicyEngine, src: PodInfo, target: Target, backend: Backend,
                 dns_pods: Sequence[PodInfo]) -> tuple[Expectation, str]:
     """The expectation for one source pod and target, with the reason."""

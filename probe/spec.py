@@ -54,13 +54,6 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-def format_duration(seconds: float) -> str:
-    """Seconds back into the spec's duration syntax."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    return f"{seconds:g}s"
-
-
 def is_valid_host(host: str) -> bool:
     """A DNS name (labels of letters, digits, '-', '_') or an IP address."""
     try:
