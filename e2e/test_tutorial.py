@@ -179,3 +179,22 @@ def test_progress_only_when_asked_off_a_terminal(tutorial: str) -> None:
     lines = [x for x in loud.stderr.splitlines() if x.startswith("probe pods: ")]
     assert lines and lines[-1] == "probe pods: 2/2 done, 0 running, 0 pending"
     assert json.loads(loud.stdout)["ok"] is True  # stdout stays pure JSON
+
+
+def test_attempts_reprobe_mismatches_in_new_pods_and_settle_reports_its_time(tutorial: str, tmp_path: Path) -> None:
+    wrong = tmp_path / "expect.yaml"
+    text = SPEC.read_text()
+    wrong.write_text(text.replace("frontend: {\"*\": allow, db: deny,", "frontend: {\"*\": allow, db: allow,"))
+    proc = netprobe("run", "-f", str(wrong), "-n", tutorial, "--image", IMAGE, "--attempts", "2", "-o", "json", "-v")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    cells = {(c["source"], c["target"]): c for c in doc["cells"]}
+    assert cells[("frontend", "db")]["attempts"] == 2
+    assert cells[("frontend", "db")]["history"] == ["blocked", "blocked"]
+    assert cells[("api", "db")]["attempts"] == 1  # matched the first time: not re-probed
+    assert doc["meta"]["probe_pods"] == 3  # 2 identities, then only frontend again
+    settled = netprobe("run", "-f", str(SPEC), "-n", tutorial, "--image", IMAGE, "--settle", "60s", "-o", "json")
+    assert settled.returncode == 0, settled.stdout + settled.stderr
+    sdoc = json.loads(settled.stdout)
+    assert sdoc["settle_s"] is not None and sdoc["meta"]["probe_pods"] == 4
+    assert wait_gone(tutorial) == []

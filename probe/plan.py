@@ -256,8 +256,13 @@ def make_plans(
     targets: Sequence[Target], target_pods: Mapping[str, TargetPods], *,
     timeout: float, timeouts: Mapping[str, float] | None = None, attempts: int = 1,
     per_pod: bool = False, only: Mapping[str, set[str]] | None = None, warmup: float = 0.0,
+    first_index: int = 0,
 ) -> list[ProbePlan]:
-    """One plan per identity. `only` restricts a source to some targets (re-probes)."""
+    """One plan per identity. `only` restricts a source to some targets (re-probes).
+
+    Indices start at `first_index`: they name the probe Jobs, so later rounds of a run must
+    continue the numbering.
+    """
     checks, refs = build_checks(targets, target_pods, timeouts or {}, timeout)
     plans: list[ProbePlan] = []
     for ident, pod, names in group_identities(sources, pods_by_source, per_pod=per_pod):
@@ -267,7 +272,7 @@ def make_plans(
             if not wanted:
                 continue
             mine = [c for c in checks if refs[c["id"]].target in wanted]
-        plans.append(ProbePlan(index=len(plans), identity=ident, sources=tuple(names),
+        plans.append(ProbePlan(index=first_index + len(plans), identity=ident, sources=tuple(names),
                                example_pod=pod, checks=tuple(mine),
                                refs={c["id"]: refs[c["id"]] for c in mine},
                                timeout=timeout, attempts=attempts, warmup=warmup))

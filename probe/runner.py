@@ -388,7 +388,7 @@ class Runner:
                          if t.kind is not TargetKind.PODS or target_pods[t.name].pods]
         plans = make_plans(self.spec.sources, pods_by_source, probe_targets, target_pods,
                            timeout=self.timeout, timeouts=self.spec.timeouts, per_pod=self.options.per_pod,
-                           only=only, warmup=self.options.warmup)
+                           only=only, warmup=self.options.warmup, first_index=self._probe_pod_count)
         self._probe_pod_count += len(plans)
         self._identities = max(self._identities, len(plans)) if only is None else self._identities
         rnd = self.probe_round(plans)

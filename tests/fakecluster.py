@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.cluster import JobInfo, ProbePodState
-from probe.errors import PermissionDenied
+from probe.errors import ClusterError, PermissionDenied
 from probe.plan import PLAN_ANNOTATION, RUN_LABEL, PodInfo
 
 
@@ -49,6 +49,9 @@ class FakeCluster:
         index = int(manifest["metadata"]["annotations"][PLAN_ANNOTATION])
         if self.faults.get(index) == "reject":
             raise PermissionDenied("create job: forbidden (HTTP 403): jobs.batch is forbidden")
+        key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        if any((j["metadata"]["namespace"], j["metadata"]["name"]) == key for j in self.jobs):
+            raise ClusterError(f"create job {key[0]}/{key[1]}: HTTP 409: already exists", status=409)
         self.jobs.append(dict(manifest))
         name = manifest["metadata"]["name"]
         ns = manifest["metadata"]["namespace"]
