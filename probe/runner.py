@@ -347,10 +347,9 @@ class Runner:
                              f"{time.monotonic() - round_started:.1f}s")
                     if self.options.settle:
                         verdicts = {k: v[-1].verdict for k, v in history.items()}
-                        if previous is not None and verdicts == previous:
+                        if verdicts == previous:
                             break
-                        if previous is None or verdicts != previous:
-                            settle_s = round_started - started
+                        settle_s = round_started - started  # the last round that changed something
                         previous = verdicts
                         if time.monotonic() >= settle_deadline:
                             problems.append(f"--settle: the cluster did not settle within "
@@ -390,7 +389,8 @@ class Runner:
                            timeout=self.timeout, timeouts=self.spec.timeouts, per_pod=self.options.per_pod,
                            only=only, warmup=self.options.warmup, first_index=self._probe_pod_count)
         self._probe_pod_count += len(plans)
-        self._identities = max(self._identities, len(plans)) if only is None else self._identities
+        if only is None:
+            self._identities = max(self._identities, len(plans))
         rnd = self.probe_round(plans)
         per_cell: dict[tuple[str, str], list[tuple[str, Observation]]] = {}
         for plan in plans:
