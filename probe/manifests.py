@@ -135,8 +135,9 @@ def load_manifests(paths: Iterable[str | Path], default_namespace: str = "defaul
                     raise ManifestError(f"{where}: {kind} {meta['name']}: {exc}") from None
             elif kind == "Service":
                 spec = obj.get("spec")
+                ports = spec.get("ports") if isinstance(spec, dict) else None
                 if not isinstance(spec, dict) or not isinstance(spec.get("selector") or {}, dict) \
-                        or not all(isinstance(p, dict) for p in spec.get("ports") or []):
+                        or not isinstance(ports or [], list) or not all(isinstance(p, dict) for p in ports or []):
                     raise ManifestError(f"{where}: Service {meta['name']}: expected spec with a selector "
                                         "mapping and a list of ports")
                 out.services.append({**obj, "metadata": {**meta, "namespace": meta.get("namespace")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import string
 import tempfile
 from pathlib import Path
@@ -14,7 +15,8 @@ from probe.errors import InputError
 from probe.manifests import load_manifests
 from probe.spec import parse_spec
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                derandomize=bool(os.environ.get("CI")))
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=False),
                     st.text(string.printable, max_size=12), st.sampled_from(["allow", "deny", "*", "2s", "db:5432",
