@@ -23,7 +23,7 @@ from . import __version__
 from .analysis import World, explain_text
 from .errors import EXIT_CANNOT_PROBE, InputError, NetprobeError
 from .model import RunResult
-from .plan import PodSettings
+from .plan import DEFAULT_IMAGE, PodSettings
 from .report import FORMATS, load_result, render, use_colour
 from .runner import RunOptions
 from .spec import load_spec, parse_duration
@@ -176,7 +176,7 @@ def run(
     max_parallel: Annotated[int, typer.Option(
         "--max-parallel", min=1, help="At most N probe pods at once.")] = 50,
     image: Annotated[str, typer.Option("--image", envvar="NETPROBE_IMAGE",
-                                       help="Probe image: any image with python3.")] = "python:3.12-alpine",
+                                       help="Probe image: any image with python3.")] = DEFAULT_IMAGE,
     pull_policy: Annotated[str, typer.Option("--image-pull-policy",
                                              help="IfNotPresent | Always | Never")] = "IfNotPresent",
     same_node: Annotated[bool, typer.Option(
