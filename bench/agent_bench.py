@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from probe.plan import split_argument
+from probe.probepod import split_argument
 
 AGENT = Path(__file__).resolve().parent.parent / "probe" / "agent.py"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import Expectation, Target, TargetKind
-from .plan import PodInfo
+from .pods import PodInfo
 from .policy import DNS_POD, EGRESS, INGRESS, Decision, Endpoint, Half, PolicyEngine
 from .spec import Spec
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InputError
 from .model import RunResult
-from .plan import PodSettings
+from .probepod import PodSettings
 from .runner import Runner, RunOptions
 from .spec import Spec, load_spec, require_expectations
 

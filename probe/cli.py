@@ -23,7 +23,7 @@ from . import __version__
 from .analysis import World, explain_text
 from .errors import EXIT_CANNOT_PROBE, InputError, NetprobeError
 from .model import RunResult
-from .plan import DEFAULT_IMAGE, PodSettings
+from .probepod import DEFAULT_IMAGE, PodSettings
 from .report import FORMATS, load_result, render, use_colour
 from .runner import RunOptions
 from .spec import load_spec, parse_duration

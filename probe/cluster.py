@@ -21,7 +21,8 @@ from typing import Any, Protocol, TypeVar
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, stop_after_delay
 
 from .errors import ClusterError, InputError, PermissionDenied, TransientError
-from .plan import PLAN_ANNOTATION, RUN_LABEL, PodInfo, pod_info
+from .pods import RUN_LABEL, PodInfo, pod_info
+from .probepod import PLAN_ANNOTATION
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import ManifestError
-from .plan import PodInfo, pod_info
+from .pods import PodInfo, pod_info
 from .policy import Policy, namespaces_from, parse_policy
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController")

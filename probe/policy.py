@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import ManifestError
 from .model import Namespace, Requirement, Selector
-from .plan import ContainerPort, PodInfo
+from .pods import ContainerPort, PodInfo
 
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 INGRESS, EGRESS = "Ingress", "Egress"

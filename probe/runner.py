@@ -17,25 +17,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import diff
+from .agent_protocol import parse_agent_output
 from .cluster import Cluster, ProbePodState
 from .errors import InputError, Interrupted, ProbeError
 from .model import Cell, Expectation, RunResult, Target, TargetKind, Verdict
-from .plan import (
-    RUN_LABEL,
-    Observation,
-    PodInfo,
-    PodSettings,
-    ProbePlan,
-    TargetPods,
-    ephemeral_container,
-    job_name,
-    make_plans,
-    merge_observations,
-    observe,
-    parse_agent_output,
-    probe_job,
-    sample_pods,
-)
+from .observe import Observation, merge_observations, observe
+from .plan import ProbePlan, TargetPods, make_plans
+from .pods import RUN_LABEL, PodInfo, sample_pods
+from .probepod import PodSettings, ephemeral_container, job_name, probe_job
 from .spec import Spec
 
 Progress = Callable[[str], None]

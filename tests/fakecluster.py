@@ -12,7 +12,8 @@ from typing import Any
 
 from probe.cluster import JobInfo, ProbePodState
 from probe.errors import ClusterError, PermissionDenied
-from probe.plan import PLAN_ANNOTATION, RUN_LABEL, PodInfo
+from probe.pods import RUN_LABEL, PodInfo
+from probe.probepod import PLAN_ANNOTATION
 
 
 @dataclass

@@ -186,7 +186,7 @@ def test_agent_source_is_python38_compatible_syntax():
 def test_large_plan_split_over_several_arguments():
     import socket
 
-    from probe.plan import split_argument
+    from probe.probepod import split_argument
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

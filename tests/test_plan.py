@@ -6,19 +6,12 @@ import json
 
 import pytest
 
+from probe.agent_protocol import plan_document
 from probe.model import Namespace, Selector, Source, Target, TargetKind, Verdict
-from probe.plan import (
-    Identity,
-    PodInfo,
-    PodSettings,
-    TargetPods,
-    ephemeral_container,
-    identity_labels,
-    make_plans,
-    observe,
-    probe_job,
-    sample_pods,
-)
+from probe.observe import observe
+from probe.plan import TargetPods, make_plans
+from probe.pods import Identity, PodInfo, identity_labels, sample_pods
+from probe.probepod import PodSettings, ephemeral_container, probe_job
 
 NS = Namespace("shop")
 
@@ -57,7 +50,7 @@ def test_pod_selector_target_becomes_one_check_per_pod_and_one_column():
     dbs = (pod("db-0", {"app": "db"}, ip="10.0.1.1"), pod("db-1", {"app": "db"}, ip="10.0.1.2"))
     plans = make_plans([API], {"api": [pod("a", {"app": "api"})]}, [DBPODS],
                        {"db-pods": TargetPods(target="db-pods", pods=dbs, total=2)}, timeout=1.0)
-    checks = plans[0].agent_plan()["checks"]
+    checks = plan_document(plans[0])["checks"]
     assert [(c["host"], c["port"]) for c in checks] == [("10.0.1.1", 5432), ("10.0.1.2", 5432)]
     results = {"t0p0": {"id": "t0p0", "verdict": "allowed", "detail": "ok"},
                "t0p1": {"id": "t0p1", "verdict": "blocked", "detail": "no answer"}}

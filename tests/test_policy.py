@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from probe.errors import ManifestError
 from probe.model import Namespace
-from probe.plan import ContainerPort, PodInfo
+from probe.pods import ContainerPort, PodInfo
 from probe.policy import Endpoint, PolicyEngine, parse_policy
 
 

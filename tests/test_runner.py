@@ -9,7 +9,8 @@ from fakecluster import FakeCluster
 
 from probe.errors import Interrupted
 from probe.model import Namespace, Verdict
-from probe.plan import PodInfo, PodSettings
+from probe.pods import PodInfo
+from probe.probepod import PodSettings
 from probe.runner import Runner, RunOptions, cleanup_runs
 from probe.spec import parse_spec
 

@@ -1,0 +1,48 @@
+"""The agent protocol: the JSON plan a probe pod receives, and the JSON document it prints.
+
+`probe/agent.py` is the other end; it is stdlib-only and travels alone into the pod, so it
+cannot import this module — both sides check the version field instead.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .model import Verdict
+from .plan import ProbePlan
+
+PROTOCOL_VERSION = 1
+
+
+def plan_document(plan: ProbePlan) -> dict[str, Any]:
+    """The JSON document the agent receives."""
+    doc: dict[str, Any] = {"version": PROTOCOL_VERSION, "timeout": plan.timeout, "attempts": plan.attempts,
+                           "checks": [dict(c) for c in plan.checks]}
+    if plan.warmup:
+        doc["warmup"] = plan.warmup
+    return doc
+
+
+def encode_plan(plan: ProbePlan) -> str:
+    """The plan as the compact JSON text the agent reads from argv."""
+    return json.dumps(plan_document(plan), separators=(",", ":"))
+
+
+def parse_agent_output(text: str) -> dict[str, dict[str, Any]]:
+    """{check id: result} from the agent's JSON; ValueError saying what is wrong."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        snippet = text.strip()[:120] or "<empty>"
+        raise ValueError(f"agent output is not JSON ({exc.msg}): {snippet}") from None
+    if not isinstance(doc, dict) or doc.get("version") != PROTOCOL_VERSION or not isinstance(doc.get("results"), list):
+        raise ValueError("agent output has the wrong shape or version (expected version 1 with results)")
+    out = {}
+    for r in doc["results"]:
+        if not isinstance(r, dict) or "id" not in r or "verdict" not in r:
+            raise ValueError("agent result without id/verdict")
+        Verdict(r["verdict"])  # ValueError on an unknown verdict
+        out[str(r["id"])] = r
+    return out
+

@@ -1,0 +1,144 @@
+"""The probe pod's manifest: the Job that owns it, or the ephemeral container of `--via ephemeral`.
+
+Built here, pure, so that the DESIGN contract (identity, never Ready, restricted security
+context, Job ownership) is checked by unit tests before a cluster ever sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .agent_protocol import encode_plan
+from .plan import ProbePlan
+from .pods import RUN_LABEL
+
+PLAN_ANNOTATION = "netprobe.io/plan"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "netprobe"}
+DEFAULT_IMAGE = "python:3.12-alpine"
+PROBE_UID = 65534  # "nobody": the official python images run as root, runAsNonRoot needs a uid
+
+AGENT_PATH = Path(__file__).with_name("agent.py")
+
+
+def agent_source() -> str:
+    """The agent's source, which travels inline in the probe pod's command."""
+    return AGENT_PATH.read_text(encoding="utf-8")
+
+
+ARG_CHUNK = 64 * 1024  # Linux caps one argv string at 128 KiB (MAX_ARG_STRLEN)
+
+
+def split_argument(text: str, size: int = ARG_CHUNK) -> list[str]:
+    """Split a long argument into pieces the kernel accepts; the agent joins them again."""
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+_NAME_SAFE = re.compile(r"[^a-z0-9-]")
+
+
+def job_name(run_id: str, index: int) -> str:
+    """`netprobe-<run>-<index>`: a valid DNS-1123 name."""
+    return _NAME_SAFE.sub("-", f"netprobe-{run_id}-{index}".lower())[:63]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PodSettings:
+    """How probe pods are built (CLI flags)."""
+
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    same_node: bool = False
+    ttl_seconds: int = 60
+    startup_timeout: float = 120.0
+    cpu_request: str = "10m"
+    memory_request: str = "32Mi"
+    memory_limit: str = "128Mi"
+
+
+def probe_job(plan: ProbePlan, run_id: str, settings: PodSettings) -> dict[str, Any]:
+    """The Job that owns the probe pod (DESIGN: "The probe pod contract")."""
+    ident = plan.identity
+    labels = {**dict(ident.labels), RUN_LABEL: run_id}
+    security = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": PROBE_UID,
+        "runAsGroup": PROBE_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "privileged": False,
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 1,
+        "securityContext": {
+            "runAsNonRoot": True, "runAsUser": PROBE_UID, "runAsGroup": PROBE_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [{
+            "name": "agent",
+            "image": settings.image,
+            "imagePullPolicy": settings.image_pull_policy,
+            # The plan travels as data in argv; no shell ever sees it.
+            "command": ["python3", "-c", agent_source(), *split_argument(
+                encode_plan(plan))],
+            "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+            "resources": {
+                "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
+                "limits": {"memory": settings.memory_limit},
+            },
+            "securityContext": security,
+            # Never Ready: a readiness probe that never gets to run keeps the pod out of
+            # every Service's ready endpoints, even one whose selector its labels match.
+            "readinessProbe": {"exec": {"command": ["false"]}, "initialDelaySeconds": 86400,
+                               "periodSeconds": 3600},
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }],
+    }
+    if ident.service_account:
+        pod_spec["serviceAccountName"] = ident.service_account
+    if settings.same_node and plan.example_pod.node:
+        pod_spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchFields": [
+                {"key": "metadata.name", "operator": "In", "values": [plan.example_pod.node]}]}]}}}
+        if plan.example_pod.tolerations:
+            pod_spec["tolerations"] = [dict(t) for t in plan.example_pod.tolerations]
+    deadline = int(settings.startup_timeout + plan.budget_s)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(run_id, plan.index),
+            "namespace": ident.namespace,
+            "labels": {RUN_LABEL: run_id, **MANAGED_BY},
+            "annotations": {PLAN_ANNOTATION: str(plan.index),
+                            "netprobe.io/sources": ",".join(plan.sources)},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": settings.ttl_seconds,
+            "activeDeadlineSeconds": deadline,
+            "template": {
+                "metadata": {"labels": labels,
+                             "annotations": {PLAN_ANNOTATION: str(plan.index)}},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def ephemeral_container(plan: ProbePlan, run_id: str, settings: PodSettings) -> dict[str, Any]:
+    """The ephemeral container `--via ephemeral` injects into the real source pod."""
+    job = probe_job(plan, run_id, settings)
+    container = dict(job["spec"]["template"]["spec"]["containers"][0])
+    container["name"] = f"netprobe-{run_id}"[:63]
+    for unsupported in ("resources", "readinessProbe"):  # not allowed on ephemeral containers
+        container.pop(unsupported, None)
+    return container
+
