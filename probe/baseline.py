@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .model import Expectation, RunResult, Verdict
-from .report import load_result
+from .result import load_result
 from .spec import Spec
 
 

@@ -24,7 +24,8 @@ from .analysis import World, explain_text
 from .errors import EXIT_CANNOT_PROBE, InputError, NetprobeError
 from .model import RunResult
 from .probepod import DEFAULT_IMAGE, PodSettings
-from .report import FORMATS, load_result, render, use_colour
+from .report import FORMATS, render, use_colour
+from .result import load_result
 from .runner import RunOptions
 from .spec import load_spec, parse_duration
 
@@ -166,9 +167,15 @@ def run(
     probe_timeout: Annotated[str | None, typer.Option(
         "--probe-timeout", help="Per-check timeout (default: the spec's defaults.timeout).")] = None,
     attempts: Annotated[int | None, typer.Option(
-        "--attempts", min=1, help="Re-probe mismatching cells, in new pods, up to N rounds in all.")] = None,
+        "--attempts", min=1, help="Re-probe expected-allow cells that did not connect (and cells not "
+                                  "probed), in new pods, up to N rounds in all. A connection seen on an "
+                                  "expected-deny cell is never re-probed away.")] = None,
     settle: Annotated[str | None, typer.Option(
-        "--settle", help="Re-probe until two rounds agree, for at most this long (e.g. 60s).")] = None,
+        "--settle", help="Re-probe everything until two rounds agree, for at most this long (e.g. 60s); "
+                         "cells still changing are reported unstable (exit 1).")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="A deny proven only by a failed DNS lookup (port never tested) counts as "
+                         "not probed.")] = False,
     per_pod: Annotated[bool, typer.Option(
         "--per-pod", help="One probe pod per source pod, not per network identity.")] = False,
     max_target_pods: Annotated[int | None, typer.Option(
@@ -222,7 +229,7 @@ def run(
     options = RunOptions(
         timeout=_duration(probe_timeout, "--probe-timeout"), attempts=attempts,
         settle=_duration(settle, "--settle"), per_pod=per_pod, max_target_pods=max_target_pods,
-        max_parallel=max_parallel, keep=keep, via=via,
+        max_parallel=max_parallel, keep=keep, via=via, strict=strict,
         overall_timeout=_duration(timeout, "--timeout") or 600.0,
         warmup=0.0 if warmup.strip() in ("0", "0s") else (_duration(warmup, "--warmup") or 0.0),
         pods=PodSettings(image=image, image_pull_policy=pull_policy, same_node=same_node,

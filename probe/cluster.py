@@ -71,6 +71,8 @@ class Cluster(Protocol):
 
     def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
 
+    def list_endpoints(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
+
     def create_job(self, manifest: Mapping[str, Any]) -> None: ...
 
     def watch_probe_pods(self, namespace: str | None, run_id: str,
@@ -257,6 +259,11 @@ class KubeCluster:
         """Services, in one namespace or all."""
         return self._list("list services", self._core.list_namespaced_service,
                           self._core.list_service_for_all_namespaces, namespace)
+
+    def list_endpoints(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Endpoints (v1: served by every release we support), in one namespace or all."""
+        return self._list("list endpoints", self._core.list_namespaced_endpoints,
+                          self._core.list_endpoints_for_all_namespaces, namespace)
 
     def server_version(self) -> tuple[int, int]:
         """(major, minor) of the API server."""

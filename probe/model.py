@@ -7,7 +7,7 @@ hashed, compared and passed between threads without surprises.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NewType
 
@@ -16,7 +16,7 @@ RunId = NewType("RunId", str)
 
 
 class Verdict(str, enum.Enum):
-    """What a probe observed for one source → target cell."""
+    """What a probe observed for one source → target cell (or one sub-check of it)."""
 
     ALLOWED = "allowed"  # connected / resolved
     BLOCKED = "blocked"  # no answer within the timeout: the usual sign of a policy drop
@@ -25,14 +25,21 @@ class Verdict(str, enum.Enum):
     NXDOMAIN = "nxdomain"  # DNS answered that the name does not exist: wrong name, not policy
     UNREACHABLE = "unreachable"  # ICMP unreachable / no route
     ERROR = "error"  # the probe itself failed; nothing is known about the network
+    # Cell-level verdicts: never printed by the agent, decided by the diff.
+    PARTIAL = "partial"  # some sub-checks connected and some did not: always a mismatch
+    NO_ENDPOINTS = "no-endpoints"  # a Service with no ready endpoint refused it: proves nothing
 
     def __str__(self) -> str:
         return self.value
 
 
-# Worst first: when a column covers several pods, the cell shows the worst verdict.
+AGENT_VERDICTS = frozenset(v for v in Verdict if v not in (Verdict.PARTIAL, Verdict.NO_ENDPOINTS))
+
+# Worst first: among sub-checks that all failed to connect, the cell shows the worst verdict.
 VERDICT_SEVERITY: tuple[Verdict, ...] = (
     Verdict.ERROR,
+    Verdict.NO_ENDPOINTS,
+    Verdict.PARTIAL,
     Verdict.DNS_TIMEOUT,
     Verdict.NXDOMAIN,
     Verdict.BLOCKED,
@@ -42,11 +49,27 @@ VERDICT_SEVERITY: tuple[Verdict, ...] = (
 )
 
 
-def worst(verdicts: list[Verdict]) -> Verdict:
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
     """The most severe of several verdicts (ALLOWED only when all are ALLOWED)."""
-    if not verdicts:
+    items = list(verdicts)
+    if not items:
         raise ValueError("worst() of no verdicts")
-    return min(verdicts, key=VERDICT_SEVERITY.index)
+    return min(items, key=VERDICT_SEVERITY.index)
+
+
+class Proof(str, enum.Enum):
+    """How a matching deny was established (README "Verdicts")."""
+
+    DROPPED = "dropped"  # the connection timed out: packets were dropped, as a policy does
+    REJECTED = "rejected"  # RST or ICMP: no connection was made (a rejecting CNI, or nothing listens)
+    NOT_RESOLVABLE = "not-resolvable"  # DNS failed, so the port itself was never tested
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Weakest first: a cell made of several sub-checks is only as proven as its weakest one.
+PROOF_STRENGTH: tuple[Proof, ...] = (Proof.NOT_RESOLVABLE, Proof.REJECTED, Proof.DROPPED)
 
 
 class Expectation(str, enum.Enum):
@@ -181,6 +204,27 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SubResult:
+    """One sub-check of a cell: one network identity of the source probing one destination.
+
+    A cell stands for every identity of its source (one probe pod each) and, for a
+    pod-selector target, every selected pod; it matches only when every sub-result does.
+    """
+
+    identity: str = ""  # the probe pod's identity (`ns/app=api sa=x`), or a source pod with --per-pod
+    pod: str = ""  # ns/name of the target pod, for pod-selector targets
+    ip: str = ""  # the address probed (target pod IP), when known
+    verdict: Verdict
+    detail: str = ""
+    proof: Proof | None = None  # set on a sub-result that proves a deny
+
+    @property
+    def connected(self) -> bool:
+        """A connection was made (or the name resolved): proof that the path is open."""
+        return self.verdict is Verdict.ALLOWED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Cell:
     """One source × target result after the diff."""
 
@@ -188,24 +232,35 @@ class Cell:
     target: str
     expected: Expectation
     observed: Verdict
-    match: bool | None  # None: could not probe (the cell is an error)
+    match: bool | None  # None: not probed (nothing proven either way)
     detail: str = ""
-    reason: str = ""  # why it mismatched, in words; empty when it matches
-    attempts: int = 1
-    history: tuple[Verdict, ...] = ()  # one verdict per attempt, oldest first
+    reason: str = ""  # why it mismatched or was not probed, in words; empty when it matches
+    attempts: int = 1  # probe rounds this cell took part in
+    history: tuple[Verdict, ...] = ()  # the cell's verdict per round, oldest first
     elapsed_ms: int | None = None
-    pods: tuple[tuple[str, Verdict], ...] = ()  # per target pod, for pod-selector targets
+    subresults: tuple[SubResult, ...] = ()  # every identity × destination of the deciding round
+    proof: Proof | None = None  # how a matching deny was established (the weakest sub-result's)
+    unstable: bool = False  # --settle: the verdict was still changing between rounds
     expected_by: str = ""  # where the expectation came from: "spec" or a policy explanation
 
     @property
     def is_error(self) -> bool:
-        """The cell could not be probed."""
+        """The cell was not probed (the probe failed, or what it saw proves nothing)."""
         return self.match is None
+
+    @property
+    def pods(self) -> tuple[tuple[str, Verdict], ...]:
+        """(target pod, verdict) per sub-check of a pod-selector target (JSON version 1's `pods`)."""
+        return tuple((s.pod, s.verdict) for s in self.subresults if s.pod)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunResult:
-    """Everything a report needs: the cells, in source-then-target order."""
+    """Everything a report needs: the cells, in source-then-target order.
+
+    Its wire format (the versioned JSON document) is `probe/result.py`; the text renderers are
+    `probe/report.py`. This type knows neither, so every layer can import it.
+    """
 
     sources: tuple[str, ...]
     targets: tuple[str, ...]
@@ -221,13 +276,18 @@ class RunResult:
 
     @property
     def mismatches(self) -> tuple[Cell, ...]:
-        """Cells whose observation contradicts the expectation."""
+        """Cells whose observation contradicts the expectation (unstable cells included)."""
         return tuple(c for c in self.cells if c.match is False)
 
     @property
     def errors(self) -> tuple[Cell, ...]:
-        """Cells that could not be probed."""
+        """Cells that were not probed."""
         return tuple(c for c in self.cells if c.match is None)
+
+    @property
+    def unstable(self) -> tuple[Cell, ...]:
+        """Cells whose verdict still changed between the last rounds of --settle."""
+        return tuple(c for c in self.cells if c.unstable)
 
     @property
     def ok(self) -> bool:
@@ -236,28 +296,16 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all match, 1 mismatch or drift, 3 something could not be probed."""
+        """1 on any mismatch or drift; else 3 when something was not probed; else 0.
+
+        A proven mismatch outranks "could not probe": one scaled-to-zero source must never
+        turn a real leak into an infrastructure flake that CI retries.
+        """
+        if self.mismatches or self.drift:
+            return 1
         if self.problems or self.errors:
             return 3
-        return 1 if self.mismatches or self.drift else 0
-
-    def to_dict(self) -> dict[str, object]:
-        """The versioned JSON document (README "JSON result")."""
-        from .report import to_dict
-
-        return to_dict(self)
-
-    def to_json(self) -> str:
-        """The JSON document as text."""
-        from .report import render_json
-
-        return render_json(self)
-
-    def to_table(self) -> str:
-        """The table report, as `netprobe run` prints it."""
-        from .report import render_table
-
-        return render_table(self)
+        return 0
 
     def cell(self, source: str, target: str) -> Cell:
         """The cell for one source and target."""

@@ -1,69 +1,85 @@
-"""Agent results → observations: what one probe round saw for each source × target cell."""
+"""Agent results → observations: what one probe round saw for each source × target cell.
+
+An observation keeps every sub-check (each identity of the source × each destination pod),
+never a summary: the diff decides the cell from all of them (README "Verdicts").
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .model import Verdict, worst
-from .plan import CheckRef, ProbePlan
+from .diff import combine
+from .model import SubResult, Verdict
+from .plan import ProbePlan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Observation:
-    """One source × target after a probe round."""
+    """One source × target in one probe round: every sub-check it stands for."""
 
-    verdict: Verdict
-    detail: str
+    subresults: tuple[SubResult, ...]
     elapsed_ms: int | None = None
-    attempts: int = 1
-    history: tuple[Verdict, ...] = ()
-    pods: tuple[tuple[str, Verdict], ...] = ()
+
+    @property
+    def verdict(self) -> Verdict:
+        """The combined verdict (`partial` when some sub-checks connected and some did not)."""
+        return combine(self.subresults)
 
 
+def failed(identity: str, why: str) -> Observation:
+    """The observation of a cell whose probe pod failed: nothing is known."""
+    return Observation(subresults=(SubResult(identity=identity, verdict=Verdict.ERROR, detail=why),))
 
-def observe(plan: ProbePlan, results: Mapping[str, Mapping[str, Any]]) -> dict[str, Observation]:
-    """{target name: Observation} for one plan's agent results."""
-    by_target: dict[str, list[tuple[CheckRef, Mapping[str, Any] | None]]] = {}
+
+def _sub(identity: str, pod: str, ip: str, r: Mapping[str, Any] | None) -> tuple[SubResult, int]:
+    if r is None:
+        return SubResult(identity=identity, pod=pod, ip=ip, verdict=Verdict.ERROR,
+                         detail="the agent returned no result for this check"), 0
+    verdict, detail = Verdict(r["verdict"]), str(r.get("detail", ""))
+    history = [Verdict(h) for h in r.get("history") or [verdict]]
+    if verdict is not Verdict.ALLOWED and Verdict.ALLOWED in history:
+        # The agent only re-runs failed checks, but should one ever connect and then fail,
+        # the connection is what counts: it proves the path was open.
+        attempt = history.index(Verdict.ALLOWED) + 1
+        verdict, detail = Verdict.ALLOWED, f"connected on attempt {attempt} of {len(history)}; later: {detail}"
+    return SubResult(identity=identity, pod=pod, ip=ip, verdict=verdict, detail=detail), int(r.get("elapsed_ms") or 0)
+
+
+def observe(plan: ProbePlan, results: Mapping[str, Mapping[str, Any]], identity: str = "") -> dict[str, Observation]:
+    """{target name: Observation} for one plan's agent results; `identity` labels its sub-checks."""
+    who = identity or plan.identity.describe()
+    subs: dict[str, list[SubResult]] = {}
+    elapsed: dict[str, int] = {}
+    checks = {str(c["id"]): c for c in plan.checks}
     for cid, ref in plan.refs.items():
-        by_target.setdefault(ref.target, []).append((ref, results.get(cid)))
-    out = {}
-    for target, entries in by_target.items():
-        verdicts, details, pods = [], [], []
-        elapsed, attempts = 0, 1
-        history: tuple[Verdict, ...] = ()
-        for ref, r in entries:
-            if r is None:
-                v, d = Verdict.ERROR, "the agent returned no result for this check"
-            else:
-                v, d = Verdict(r["verdict"]), str(r.get("detail", ""))
-                elapsed = max(elapsed, int(r.get("elapsed_ms") or 0))
-                attempts = max(attempts, int(r.get("attempts") or 1))
-                if len(entries) == 1:
-                    history = tuple(Verdict(h) for h in r.get("history", [v]))
-            verdicts.append(v)
-            if ref.pod:
-                pods.append((ref.pod, v))
-                details.append(f"{ref.pod}: {v}" + (f" ({d})" if v is not Verdict.ALLOWED else ""))
-            else:
-                details.append(d)
-        out[target] = Observation(verdict=worst(verdicts), detail="; ".join(details),
-                                  elapsed_ms=elapsed, attempts=attempts, history=history,
-                                  pods=tuple(pods))
-    return out
+        ip = str(checks.get(cid, {}).get("host", "")) if ref.pod else ""
+        sub, ms = _sub(who, ref.pod, ip, results.get(cid))
+        subs.setdefault(ref.target, []).append(sub)
+        elapsed[ref.target] = max(elapsed.get(ref.target, 0), ms)
+    return {t: Observation(subresults=tuple(s), elapsed_ms=elapsed[t]) for t, s in subs.items()}
 
 
-def merge_observations(observations: Iterable[tuple[str, Observation]]) -> Observation:
-    """Several identities of one source → one cell: the worst verdict, every detail."""
+def merge_observations(observations: Iterable[Observation]) -> Observation:
+    """Several identities of one source → one cell: every sub-check of every identity."""
     items = list(observations)
     if len(items) == 1:
-        return items[0][1]
-    verdicts = [o.verdict for _, o in items]
-    return Observation(
-        verdict=worst(verdicts),
-        detail="; ".join(f"[{who}] {o.detail}" for who, o in items),
-        elapsed_ms=max((o.elapsed_ms or 0) for _, o in items),
-        attempts=max(o.attempts for _, o in items),
-        pods=tuple(p for _, o in items for p in o.pods),
-    )
+        return items[0]
+    return Observation(subresults=tuple(s for o in items for s in o.subresults),
+                       elapsed_ms=max((o.elapsed_ms or 0) for o in items))
+
+
+# What a Service without ready endpoints turns a connection attempt into: kube-proxy rejects
+# (iptables) or drops it, whatever the policy says.
+_CONNECT_FAILURES = frozenset({Verdict.BLOCKED, Verdict.REFUSED, Verdict.UNREACHABLE})
+
+
+def without_proof(obs: Observation, why: str) -> Observation:
+    """The observation with every failed connection marked `no-endpoints` (it proves nothing).
+
+    A connection that was made still counts: it proves the path was open.
+    """
+    subs = tuple(replace(s, verdict=Verdict.NO_ENDPOINTS, detail=f"{why} ({s.verdict}: {s.detail})")
+                 if s.verdict in _CONNECT_FAILURES else s for s in obs.subresults)
+    return replace(obs, subresults=subs)

@@ -48,6 +48,7 @@ class Netprobe:
     def assert_matrix(self, spec: Spec | str | Path, **options: Any) -> RunResult:
         """Run and fail the test with the mismatch table unless every cell matches."""
         from .errors import NetprobeError
+        from .report import render_table
 
         try:
             result = self.run(spec, **options)
@@ -55,7 +56,7 @@ class Netprobe:
             pytest.fail(f"netprobe could not run {spec}: {exc}", pytrace=False)
         if not result.ok:
             pytest.fail(f"netprobe: {spec} does not match the cluster (exit {result.exit_code})\n\n"
-                        + result.to_table(), pytrace=False)
+                        + render_table(result), pytrace=False)
         return result
 
 

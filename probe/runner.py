@@ -19,12 +19,13 @@ from typing import Any
 from . import diff
 from .agent_protocol import parse_agent_output
 from .cluster import Cluster, ProbePodState
-from .errors import InputError, Interrupted, ProbeError
+from .errors import InputError, Interrupted, PermissionDenied, ProbeError
 from .model import Cell, Expectation, RunResult, Target, TargetKind, Verdict
-from .observe import Observation, merge_observations, observe
+from .observe import Observation, failed, merge_observations, observe, without_proof
 from .plan import ProbePlan, TargetPods, make_plans
 from .pods import RUN_LABEL, PodInfo, sample_pods
 from .probepod import PodSettings, ephemeral_container, job_name, probe_job
+from .services import endpointless, service_namespaces
 from .spec import Spec
 
 Progress = Callable[[str], None]
@@ -48,6 +49,7 @@ class RunOptions:
     pods: PodSettings = field(default_factory=PodSettings)
     overall_timeout: float = 600.0
     warmup: float = 2.0  # let the CNI program a new probe pod's policy before probing
+    strict: bool = False  # a deny resting on DNS alone (port never tested) counts as not probed
     run_id: str = ""
 
 
@@ -127,6 +129,11 @@ class Runner:
         self._deadline = 0.0
         self._probe_pod_count = 0  # probe pods launched, all rounds
         self._identities = 0  # network identities probed in the first round
+        self._services: list[dict[str, Any]] = []
+        self._endpoint_reads: list[list[dict[str, Any]]] = []  # Endpoints, read before and after probing
+        self._endpoints_unknown = ""  # why Endpoints could not be read (then Service denies are unproven)
+        self._service_scope: set[str] | None = set()
+        self._unstable: set[tuple[str, str]] = set()
 
     # -- discovery
 
@@ -161,6 +168,40 @@ class Runner:
                 problems.append(f"target {target.name}: no running pod matches {target.selector} "
                                 f"in namespace {ns}")
         return pods_by_source, target_pods, problems
+
+    # -- Services behind the targets (a refused connection to one without endpoints proves nothing)
+
+    def _read_services(self, pods_by_source: Mapping[str, list[PodInfo]]) -> None:
+        source_ns = {p.namespace for pods in pods_by_source.values() for p in pods}
+        self._service_scope = service_namespaces(self.spec.targets, source_ns)
+        scope: list[str | None] = [None] if self._service_scope is None else [*sorted(self._service_scope)]
+        for ns in scope:
+            self._services += self.cluster.list_services(ns)
+        self._read_endpoints()
+
+    def _read_endpoints(self) -> None:
+        if not self._services or self._endpoints_unknown:
+            return
+        scope: list[str | None] = [None] if self._service_scope is None else [
+            *sorted({str((s.get("metadata") or {}).get("namespace")) for s in self._services})]
+        try:
+            self._endpoint_reads.append([e for ns in scope for e in self.cluster.list_endpoints(ns)])
+        except PermissionDenied as exc:
+            self._endpoints_unknown = (f"cannot tell whether the Service has ready endpoints ({exc}); "
+                                       "grant `list endpoints` (deploy/rbac.yaml)")
+            self.warnings.append(f"Service targets: {self._endpoints_unknown} — their failed connections "
+                                 "are reported as not probed")
+
+    def _no_endpoints_reason(self, target: Target, namespace: str) -> str:
+        """Why a failed connection from `namespace` to `target` proves nothing ('' when it may)."""
+        if self._endpoints_unknown:
+            # Without Endpoints every Service target is suspect: judge it as if it had none.
+            return self._endpoints_unknown if endpointless(target, namespace, self._services, []) else ""
+        for endpoints in self._endpoint_reads:
+            why = endpointless(target, namespace, self._services, endpoints)
+            if why:
+                return why
+        return ""
 
     # -- one round of probe pods
 
@@ -322,6 +363,7 @@ class Runner:
         try:
             with _sigterm_as_interrupt():
                 pods_by_source, target_pods, problems = self.discover()
+                self._read_services(pods_by_source)
                 self.log(f"run {self.run_id}: {sum(map(len, pods_by_source.values()))} source pod(s), "
                          f"{len(self.spec.targets)} target(s)")
                 only: dict[str, set[str]] | None = None
@@ -340,18 +382,22 @@ class Runner:
                             break
                         settle_s = round_started - started  # the last round that changed something
                         previous = verdicts
-                        if time.monotonic() >= settle_deadline:
-                            problems.append(f"--settle: the cluster did not settle within "
-                                            f"{self.options.settle:g}s (verdicts still changing)")
+                        if rounds >= 2 and time.monotonic() >= settle_deadline:
+                            # Do not choose a round: the cells still changing are reported as such.
+                            self._unstable = {k for k, v in history.items() if v[-1].verdict != v[-2].verdict}
+                            self.warnings.append(f"--settle: the cluster did not settle within "
+                                                 f"{self.options.settle:g}s: {len(self._unstable)} cell(s) "
+                                                 "still changing (listed as unstable)")
                             settle_s = None
                             break
                         only = None
                         continue
                     if rounds >= self.attempts:
                         break
-                    only = self._mismatching(history)
+                    only = self._needing_reprobe(history)
                     if not only:
                         break
+                self._read_endpoints()
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted: run {self.run_id} stopped; its probe pods were removed"
                               if not self.options.keep else
@@ -381,17 +427,21 @@ class Runner:
         if only is None:
             self._identities = max(self._identities, len(plans))
         rnd = self.probe_round(plans)
-        per_cell: dict[tuple[str, str], list[tuple[str, Observation]]] = {}
+        by_name = {t.name: t for t in self.spec.targets}
+        per_cell: dict[tuple[str, str], list[Observation]] = {}
         for plan in plans:
-            targets = {ref.target for ref in plan.refs.values()}
-            for source in plan.sources:
-                for target in targets:
-                    if plan.index in rnd.failures:
-                        obs = Observation(verdict=Verdict.ERROR, detail=rnd.failures[plan.index])
-                    else:
-                        obs = rnd.results[plan.index].get(target) or Observation(
-                            verdict=Verdict.ERROR, detail="no result")
-                    per_cell.setdefault((source, target), []).append((plan.identity.describe(), obs))
+            who = plan.identity.describe() + (f" ({plan.example_pod.key})" if self.options.per_pod else "")
+            results = rnd.results.get(plan.index, {})
+            for target in dict.fromkeys(ref.target for ref in plan.refs.values()):
+                if plan.index in rnd.failures:
+                    obs = failed(who, rnd.failures[plan.index])
+                else:
+                    obs = results.get(target) or failed(who, "no result")
+                    why = self._no_endpoints_reason(by_name[target], plan.identity.namespace)
+                    if why:
+                        obs = without_proof(obs, why)
+                for source in plan.sources:
+                    per_cell.setdefault((source, target), []).append(obs)
         current = {}
         for key, observations in per_cell.items():
             merged = merge_observations(observations)
@@ -399,10 +449,11 @@ class Runner:
             current[key] = merged
         return current
 
-    def _mismatching(self, history: Mapping[tuple[str, str], list[Observation]]) -> dict[str, set[str]]:
+    def _needing_reprobe(self, history: Mapping[tuple[str, str], list[Observation]]) -> dict[str, set[str]]:
+        """--attempts: expected-allow cells that did not connect, and cells not probed."""
         out: dict[str, set[str]] = {}
         for (src, tgt), observations in history.items():
-            if diff.matches(self.expect[(src, tgt)], observations[-1].verdict) is not True:
+            if diff.needs_reprobe(self.expect[(src, tgt)], [o.subresults for o in observations]):
                 out.setdefault(src, set()).add(tgt)
         return out
 
@@ -412,19 +463,26 @@ class Runner:
             for target in self.spec.targets:
                 key = (source.name, target.name)
                 expected = self.expect[key]
-                observations = history.get(key)
-                if not observations:
-                    obs = Observation(verdict=Verdict.ERROR, detail=self._why_not_probed(source.name, target))
-                    observations = [obs]
-                last = observations[-1]
-                match = diff.matches(expected, last.verdict)
+                observations = history.get(key) or [failed("", self._why_not_probed(source.name, target))]
+                rounds = [o.subresults for o in observations]
+                deciding = diff.deciding_round(expected, rounds)
+                j = diff.judge(target, expected, rounds[deciding], strict=self.options.strict)
+                verdicts = tuple(o.verdict for o in observations)
+                match, reason = j.match, j.reason
+                if deciding < len(rounds) - 1:
+                    reason += (f" [connected in round {deciding + 1} of {len(rounds)}; a connection is "
+                               "proof, later rounds cannot undo it]")
+                unstable = key in self._unstable
+                if unstable:
+                    match = False
+                    reason = (f"unstable: the verdict was still changing between rounds "
+                              f"({' → '.join(map(str, verdicts))})" + (f"; {reason}" if reason else ""))
                 cells.append(Cell(
                     source=source.name, target=target.name, expected=expected,
-                    observed=last.verdict, match=match, detail=last.detail,
-                    reason=diff.explain(target, expected, last.verdict, last.detail),
-                    attempts=len(observations),
-                    history=tuple(o.verdict for o in observations),
-                    elapsed_ms=last.elapsed_ms, pods=last.pods,
+                    observed=j.observed, match=match, detail=j.detail, reason=reason,
+                    attempts=len(observations), history=verdicts,
+                    elapsed_ms=observations[deciding].elapsed_ms, subresults=j.subresults,
+                    proof=j.proof, unstable=unstable,
                     expected_by=self.expected_by.get(key, "spec"),
                 ))
         return cells

@@ -28,6 +28,10 @@ class FakeCluster:
     states: list[ProbePodState] = field(default_factory=list)
     version: tuple[int, int] = (1, 20)
     ephemeral: dict[tuple[str, str, str], ProbePodState] = field(default_factory=dict)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    forbidden: set[str] = field(default_factory=set)  # list calls that answer 403 ("endpoints", ...)
+    on_create: Callable[[int], None] | None = None  # called with the plan index before a Job "runs"
 
     def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]:
         self.api_calls += 1
@@ -43,7 +47,13 @@ class FakeCluster:
 
     def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]:
         self.api_calls += 1
-        return []
+        return [s for s in self.services if namespace in (None, s["metadata"]["namespace"])]
+
+    def list_endpoints(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        self.api_calls += 1
+        if "endpoints" in self.forbidden:
+            raise PermissionDenied("list endpoints: forbidden (HTTP 403): endpoints is forbidden")
+        return [e for e in self.endpoints if namespace in (None, e["metadata"]["namespace"])]
 
     def create_job(self, manifest: Mapping[str, Any]) -> None:
         self.api_calls += 1
@@ -54,6 +64,8 @@ class FakeCluster:
         if any((j["metadata"]["namespace"], j["metadata"]["name"]) == key for j in self.jobs):
             raise ClusterError(f"create job {key[0]}/{key[1]}: HTTP 409: already exists", status=409)
         self.jobs.append(dict(manifest))
+        if self.on_create is not None:
+            self.on_create(index)
         name = manifest["metadata"]["name"]
         ns = manifest["metadata"]["namespace"]
         fault = self.faults.get(index)

@@ -18,15 +18,17 @@ import probe
 from probe import spec as spec_module
 from probe.errors import InputError
 from probe.model import Verdict
-from probe.report import from_dict, render_json
+from probe.report import render, render_json
+from probe.result import from_dict, to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "probe" / "schema.json").read_text())
 
 
 def test_public_api_is_small_and_pinned():
-    assert sorted(probe.__all__) == ["Cell", "Expectation", "NetprobeError", "RunResult", "Spec", "Verdict",
-                                     "__version__", "load_spec", "parse_spec", "run"]
+    assert sorted(probe.__all__) == ["Cell", "Expectation", "NetprobeError", "Proof", "RunResult", "Spec",
+                                     "SubResult", "Verdict", "__version__", "from_dict", "load_result",
+                                     "load_spec", "parse_spec", "render", "run", "to_dict", "to_json"]
 
 
 def test_run_returns_a_result_with_ok_mismatches_cells_and_json(listener, closed_port):
@@ -34,8 +36,8 @@ def test_run_returns_a_result_with_ok_mismatches_cells_and_json(listener, closed
     result = probe.run(spec_for(listener[1], closed_port, expect_db="deny"), cluster=cluster, warmup=0,
                        startup_timeout=5)
     assert not result.ok and len(result.mismatches) == 2 and len(result.cells) == 4
-    assert json.loads(result.to_json())["cells"][0]["source"] == "api"
-    assert "Mismatches (2):" in result.to_table()
+    assert json.loads(to_json(result))["cells"][0]["source"] == "api"
+    assert "Mismatches (2):" in render(result, "table")
 
 
 def test_unknown_option_is_input_error():
@@ -54,8 +56,8 @@ def test_baseline_reports_drift_and_can_be_the_expectation(listener, closed_port
     saved.write_text(json.dumps(doc))
     again = probe.run(spec_for(listener[1], closed_port), cluster=cluster, warmup=0, baseline=saved)
     assert again.drift == (("api", "db", Verdict.BLOCKED, Verdict.ALLOWED),)
-    assert again.exit_code == 1 and "Drift since the baseline (1):" in again.to_table()
-    assert from_dict(json.loads(again.to_json())).drift == again.drift
+    assert again.exit_code == 1 and "Drift since the baseline (1):" in render(again, "table")
+    assert from_dict(json.loads(to_json(again))).drift == again.drift
     # a spec without `expect` takes the baseline's observations as expectations
     no_expect = spec_for(listener[1], closed_port)
     no_expect = type(no_expect)(sources=no_expect.sources, targets=no_expect.targets, defaults=no_expect.defaults)

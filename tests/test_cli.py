@@ -48,14 +48,14 @@ def test_report_rerenders_a_saved_result_with_its_exit_code(tmp_path):
     saved = tmp_path / "run.json"
     saved.write_text(render(result_with_every_verdict(), "json"))
     for fmt, marker in (("table", "Mismatches (3):"), ("junit", "<testsuites>"),
-                        ("markdown", "### Mismatches"), ("json", '"version": 1')):
+                        ("markdown", "### Mismatches"), ("json", '"version": 2')):
         proc = netprobe("report", str(saved), "--format", fmt)
-        assert proc.returncode == 3 and marker in proc.stdout, (fmt, proc.stderr)
+        assert proc.returncode == 1 and marker in proc.stdout, (fmt, proc.stderr)  # mismatch outranks error
 
 
 @pytest.mark.parametrize("content, message", [
     ("{", "not valid JSON"),
-    ('{"version": 9, "cells": []}', "version: expected 1, got 9"),
+    ('{"version": 9, "cells": []}', "version: expected one of 1, 2, got 9"),
     ('{"version": 1, "cells": [{"source": "a"}]}', "cells[0]: invalid cell"),
 ], ids=["not-json", "wrong-version", "bad-cell"])
 def test_report_of_a_bad_file_exits_2(tmp_path, content, message):

@@ -9,7 +9,8 @@ import pytest
 
 from probe import diff
 from probe.model import Cell, Expectation, RunResult, Target, TargetKind, Verdict
-from probe.report import from_dict, render, render_table, to_dict
+from probe.report import render, render_table
+from probe.result import from_dict, to_dict
 
 A, D = Expectation.ALLOW, Expectation.DENY
 
@@ -22,6 +23,8 @@ A, D = Expectation.ALLOW, Expectation.DENY
     (Verdict.DNS_TIMEOUT, False, True),
     (Verdict.NXDOMAIN, False, False),
     (Verdict.ERROR, None, None),
+    (Verdict.NO_ENDPOINTS, None, None),
+    (Verdict.PARTIAL, False, False),
 ])
 def test_documented_verdict_table(observed, allow, deny):
     assert diff.matches(A, observed) is allow
@@ -80,16 +83,23 @@ def result_with_every_verdict() -> RunResult:
                      cells=tuple(cells), run_id="r1", duration_s=4.2)
 
 
-def test_exit_code_contract():
+def test_exit_code_precedence_a_mismatch_is_never_hidden_behind_not_probed():
     r = result_with_every_verdict()
-    assert r.exit_code == 3  # an error cell wins over mismatches
-    no_errors = RunResult(sources=r.sources, targets=r.targets,
-                          cells=tuple(c for c in r.cells if not c.is_error))
-    assert no_errors.exit_code == 1
+    assert r.errors and r.mismatches
+    assert r.exit_code == 1  # a proven mismatch outranks a cell that could not be probed
+    with_problem = RunResult(sources=r.sources, targets=r.targets, cells=r.cells,
+                             problems=("source web: no running pod matches app=web",))
+    assert with_problem.exit_code == 1  # ... and a run-level problem (a scaled-to-zero source)
+    only_errors = RunResult(sources=r.sources, targets=r.targets,
+                            cells=tuple(c for c in r.cells if c.match is not False))
+    assert only_errors.exit_code == 3
     ok = RunResult(sources=("a",), targets=("b",), cells=(cell("a", "db", D, Verdict.BLOCKED),))
     assert ok.exit_code == 0 and ok.ok
     problem = RunResult(sources=("a",), targets=("b",), cells=ok.cells, problems=("source a: no pod",))
     assert problem.exit_code == 3 and not problem.ok
+    drift = RunResult(sources=("a",), targets=("b",), cells=ok.cells, problems=("source a: no pod",),
+                      drift=(("a", "b", Verdict.BLOCKED, Verdict.ALLOWED),))
+    assert drift.exit_code == 1
 
 
 def test_table_flags_mismatches_and_lists_reasons():
@@ -101,9 +111,10 @@ def test_table_flags_mismatches_and_lists_reasons():
     assert "? error" in text
     assert "Mismatches (3):" in text
     assert "api → db: db:5432 unreachable: DNS lookup" in text
-    assert "[2 attempts: dns-timeout, dns-timeout]" in text
+    assert "[2 rounds: dns-timeout, dns-timeout]" in text
     assert "frontend → db: db:5432 connected (connected) but should be denied" in text
-    assert "web → dns: image cannot be pulled" in text
+    assert "web → dns: dns (DNS db) could not be probed: image cannot be pulled" in text
+    assert "Not probed (1):" in text
     assert "8 cells: 4 match, 3 mismatch, 1 not probed" in text
     assert "\033[" not in text
 
@@ -115,7 +126,7 @@ def test_table_colour_only_when_asked():
 def test_json_has_the_documented_shape_and_round_trips():
     r = result_with_every_verdict()
     doc = json.loads(render(r, "json"))
-    assert doc["version"] == 1 and doc["ok"] is False and doc["exit_code"] == 3
+    assert doc["version"] == 2 and doc["ok"] is False and doc["exit_code"] == 1
     first = doc["cells"][0]
     for key in ("source", "target", "expected", "observed", "match", "detail", "attempts"):
         assert key in first

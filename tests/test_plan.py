@@ -55,9 +55,10 @@ def test_pod_selector_target_becomes_one_check_per_pod_and_one_column():
     results = {"t0p0": {"id": "t0p0", "verdict": "allowed", "detail": "ok"},
                "t0p1": {"id": "t0p1", "verdict": "blocked", "detail": "no answer"}}
     obs = observe(plans[0], results)["db-pods"]
-    assert obs.verdict is Verdict.BLOCKED  # allowed only when every pod answered
-    assert obs.pods == (("shop/db-0", Verdict.ALLOWED), ("shop/db-1", Verdict.BLOCKED))
-    assert "shop/db-1: blocked" in obs.detail
+    assert obs.verdict is Verdict.PARTIAL  # one pod answered, one did not: neither allow nor deny
+    assert [(s.pod, s.ip, s.verdict) for s in obs.subresults] == [
+        ("shop/db-0", "10.0.1.1", Verdict.ALLOWED), ("shop/db-1", "10.0.1.2", Verdict.BLOCKED)]
+    assert {s.identity for s in obs.subresults} == {"shop/app=api"}
 
 
 def test_sampling_spreads_over_nodes_and_is_deterministic():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import textwrap
+from collections.abc import Callable, Iterator
 
 import pytest
 from fakecluster import FakeCluster
@@ -115,17 +117,166 @@ def test_keep_leaves_probe_jobs(listener, closed_port):
     assert cluster.deleted == []
 
 
-def test_attempts_reprobe_only_mismatching_cells_in_new_pods(listener, closed_port):
+def test_attempts_never_reprobe_a_connection_on_an_expected_deny_cell(listener, closed_port):
     cluster = FakeCluster(pods=pods("api") + pods("web"))
     spec = spec_for(listener[1], closed_port, expect_db="deny")
     opts = RunOptions(warmup=0.0, attempts=3, pods=PodSettings(startup_timeout=2.0))
     result = Runner(cluster, spec, opts).run()
     db = result.cell("api", "db")
-    assert db.attempts == 3 and db.history == (Verdict.ALLOWED,) * 3
+    assert db.match is False and db.attempts == 1 and db.history == (Verdict.ALLOWED,)  # a leak is final
     assert result.cell("api", "closed").attempts == 1  # matched the first time
-    assert len(cluster.jobs) == 6
-    second_round = cluster.jobs[2]["spec"]["template"]["spec"]["containers"][0]["command"][3]
-    assert "closed" not in second_round and str(closed_port) not in second_round
+    assert len(cluster.jobs) == 2 and result.exit_code == 1
+
+
+@pytest.fixture
+def toggle() -> Iterator[Callable[[int, Callable[[int], bool]], Callable[[int], None]]]:
+    """on_create hooks: a real listener on a port while open_for(job index) says so."""
+    sockets: list[socket.socket] = []
+
+    def make(port: int, open_for: Callable[[int], bool]) -> Callable[[int], None]:
+        state: dict[str, socket.socket] = {}
+
+        def hook(index: int) -> None:
+            want = open_for(index)
+            if want and "s" not in state:
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", port))
+                sock.listen(16)
+                state["s"] = sock
+                sockets.append(sock)
+            elif not want and "s" in state:
+                state.pop("s").close()
+        return hook
+
+    yield make
+    for sock in sockets:
+        sock.close()
+
+
+def test_attempts_reprobe_an_expected_allow_cell_that_did_not_connect(toggle, closed_port):
+    # db's listener comes up only for the second round's probe pods (a slow start).
+    cluster = FakeCluster(pods=pods("api"), on_create=toggle(closed_port, lambda i: i >= 1))
+    spec = parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: db, tcp: "127.0.0.1:{closed_port}"}}
+        expect: {{api: {{db: allow}}}}
+        """))
+    result = Runner(cluster, spec, RunOptions(warmup=0.0, attempts=3, pods=PodSettings(startup_timeout=2.0))).run()
+    db = result.cell("api", "db")
+    assert db.match is True and db.history == (Verdict.REFUSED, Verdict.ALLOWED) and db.attempts == 2
+    assert result.exit_code == 0
+
+
+def _one_target_spec(port: int, expect: str) -> object:
+    return parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: db, tcp: "127.0.0.1:{port}"}}
+        expect: {{api: {{db: {expect}}}}}
+        """))
+
+
+def test_settle_keeps_a_round_one_leak_a_mismatch_even_once_settled(toggle, closed_port):
+    # Open in round 1 only: rounds 2 and 3 agree (refused), so the run settles — but the
+    # connection of round 1 proved the path open where the spec says deny.
+    cluster = FakeCluster(pods=pods("api"), on_create=toggle(closed_port, lambda i: i == 0))
+    opts = RunOptions(warmup=0.0, settle=30.0, pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, _one_target_spec(closed_port, "deny"), opts).run()
+    db = result.cell("api", "db")
+    assert db.history == (Verdict.ALLOWED, Verdict.REFUSED, Verdict.REFUSED)
+    assert db.match is False and db.observed is Verdict.ALLOWED
+    assert "connected in round 1 of 3" in db.reason and result.exit_code == 1
+
+
+def test_settle_that_never_settles_reports_unstable_cells_not_a_chosen_round(toggle, closed_port):
+    cluster = FakeCluster(pods=pods("api"), on_create=toggle(closed_port, lambda i: i % 2 == 1))
+    opts = RunOptions(warmup=0.0, settle=0.1, pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, _one_target_spec(closed_port, "allow"), opts).run()
+    db = result.cell("api", "db")
+    assert db.history == (Verdict.REFUSED, Verdict.ALLOWED)  # the last round connected, as expected...
+    assert db.unstable and db.match is False  # ...but the answer was still changing
+    assert "unstable" in db.reason and "refused → allowed" in db.reason
+    assert result.exit_code == 1 and not result.problems
+    assert any("did not settle" in w for w in result.warnings)
+
+
+def test_a_source_with_two_identities_of_which_one_connects_is_partial(toggle, closed_port):
+    api = [PodInfo(name="api-0", namespace=Namespace("default"), labels={"app": "api"}, ip="10.0.0.1"),
+           PodInfo(name="api-canary", namespace=Namespace("default"), labels={"app": "api", "track": "canary"},
+                   ip="10.0.0.2")]
+    # The first identity's probe finds db closed, the second (the canary) finds it open.
+    for expect in ("deny", "allow"):
+        hook = toggle(closed_port, lambda i: i == 1)
+        cluster = FakeCluster(pods=api, on_create=hook)
+        result = Runner(cluster, _one_target_spec(closed_port, expect), FAST).run()
+        hook(-1)  # close the listener again
+        db = result.cell("api", "db")
+        assert db.observed is Verdict.PARTIAL and db.match is False and result.exit_code == 1
+        assert "connected from 1 of 2 identities: default/app=api,track=canary" in db.reason
+        assert "refused: default/app=api" in db.reason
+        assert {(s.identity, s.verdict) for s in db.subresults} == {
+            ("default/app=api", Verdict.REFUSED), ("default/app=api,track=canary", Verdict.ALLOWED)}
+
+
+def test_a_target_with_two_pods_of_which_one_answers_is_partial(listener):
+    # Two db pods on the same port: 127.0.0.1 listens, 127.0.0.2 does not.
+    dbs = [PodInfo(name="db-a", namespace=Namespace("default"), labels={"app": "db"}, ip="127.0.0.1"),
+           PodInfo(name="db-b", namespace=Namespace("default"), labels={"app": "db"}, ip="127.0.0.2")]
+    spec = parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: db-pods, tcp: {{selector: {{app: db}}, port: {listener[1]}}}}}
+        expect: {{api: {{db-pods: deny}}}}
+        """))
+    result = Runner(FakeCluster(pods=pods("api") + dbs), spec, FAST).run()
+    cell = result.cell("api", "db-pods")
+    assert cell.observed is Verdict.PARTIAL and cell.match is False
+    assert "reached 1 of 2 pods: db-a; refused: db-b" in cell.reason
+    assert [(s.pod, s.ip, s.verdict) for s in cell.subresults] == [
+        ("default/db-a", "127.0.0.1", Verdict.ALLOWED), ("default/db-b", "127.0.0.2", Verdict.REFUSED)]
+
+
+def _service(port: int, addresses: list[str]) -> tuple[dict, dict]:
+    svc = {"metadata": {"name": "db", "namespace": "default"},
+           "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": port, "protocol": "TCP"}], "selector": {"app": "db"}}}
+    ep = {"metadata": {"name": "db", "namespace": "default"},
+          "subsets": [{"addresses": [{"ip": a} for a in addresses], "ports": [{"port": port}]}] if addresses else []}
+    return svc, ep
+
+
+def test_a_service_without_ready_endpoints_is_not_probed_never_a_deny_match(closed_port):
+    svc, ep = _service(closed_port, [])
+    cluster = FakeCluster(pods=pods("api"), services=[svc], endpoints=[ep])
+    result = Runner(cluster, _one_target_spec(closed_port, "deny"), FAST).run()
+    db = result.cell("api", "db")
+    assert db.observed is Verdict.NO_ENDPOINTS and db.match is None and db.proof is None
+    assert "Service default/db has no ready endpoint for port" in db.reason
+    assert result.exit_code == 3
+
+
+def test_a_service_with_endpoints_proves_the_deny_and_says_how(closed_port):
+    svc, ep = _service(closed_port, ["10.0.9.9"])
+    cluster = FakeCluster(pods=pods("api"), services=[svc], endpoints=[ep])
+    result = Runner(cluster, _one_target_spec(closed_port, "deny"), FAST).run()
+    db = result.cell("api", "db")
+    assert db.observed is Verdict.REFUSED and db.match is True and str(db.proof) == "rejected"
+    assert result.exit_code == 0
+
+
+def test_endpoints_forbidden_makes_service_denies_unproven_with_the_rbac_fix(closed_port):
+    svc, ep = _service(closed_port, ["10.0.9.9"])
+    cluster = FakeCluster(pods=pods("api"), services=[svc], endpoints=[ep], forbidden={"endpoints"})
+    result = Runner(cluster, _one_target_spec(closed_port, "deny"), FAST).run()
+    assert result.cell("api", "db").match is None and result.exit_code == 3
+    assert any("list endpoints" in w and "deploy/rbac.yaml" in w for w in result.warnings)
 
 
 def test_settle_stops_when_two_rounds_agree(listener, closed_port):
