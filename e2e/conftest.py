@@ -24,8 +24,10 @@ KUBECTL = os.environ.get("KUBECTL", "kubectl")
 IMAGE = os.environ.get("NETPROBE_LAB_PYTHON_IMAGE") or os.environ.get("NETPROBE_IMAGE") or "python:3.12-alpine"
 
 
-def kubectl(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([KUBECTL, *args], capture_output=True, text=True, check=check, timeout=timeout)
+def kubectl(*args: str, check: bool = True, timeout: float = 120,
+            input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([KUBECTL, *args], capture_output=True, text=True, check=check, timeout=timeout,
+                          input=input_text)
 
 
 def _cluster_problem() -> str | None:

@@ -23,7 +23,11 @@ def load_baseline(path: str | Path) -> RunResult:
 
 def expectations_from_baseline(spec: Spec, base: RunResult) -> tuple[dict[tuple[str, str], Expectation],
                                                                      dict[tuple[str, str], str]]:
-    """The baseline's observations as expectations: allowed → allow, anything else → deny."""
+    """The baseline's observations as expectations: allowed → allow, anything else → deny.
+
+    A baseline cell that was not probed or only partly reachable says nothing certain, so it
+    becomes `deny`: the direction in which every connection is reported, never hidden.
+    """
     expect, by = {}, {}
     for s in spec.sources:
         for t in spec.targets:
@@ -33,7 +37,12 @@ def expectations_from_baseline(spec: Spec, base: RunResult) -> tuple[dict[tuple[
                 raise InputError(f"baseline has no cell {s.name} → {t.name} (run {base.run_id or '?'}); "
                                  "was the spec changed since it was saved?") from None
             expect[(s.name, t.name)] = Expectation.ALLOW if cell.observed is Verdict.ALLOWED else Expectation.DENY
-            by[(s.name, t.name)] = f"baseline {base.run_id}: {cell.observed}"
+            note = ""
+            if cell.match is None:
+                note = " (not probed in the baseline: assumed deny, so any connection is reported)"
+            elif cell.observed is Verdict.PARTIAL:
+                note = " (partly reachable in the baseline: assumed deny, so any connection is reported)"
+            by[(s.name, t.name)] = f"baseline {base.run_id}: {cell.observed}{note}"
     return expect, by
 
 

@@ -119,15 +119,19 @@ def _with_proof(target: Target, expected: Expectation, sub: SubResult, strict: b
     return replace(sub, proof=proof_of(target, sub.verdict))
 
 
+def _varies(subs: Sequence[SubResult]) -> tuple[bool, bool]:
+    """(pods vary, identities vary) among a cell's sub-checks: what names one of them."""
+    return len({s.pod for s in subs}) > 1, len({s.identity for s in subs}) > 1
+
+
 def _label(sub: SubResult, subs: Sequence[SubResult]) -> str:
     """How to name one sub-check among its siblings: by what varies."""
-    pods = len({s.pod for s in subs}) > 1 or any(s.pod for s in subs)
-    identities = len({s.identity for s in subs}) > 1
+    pods, identities = _varies(subs)
     if pods and identities:
         return f"{_short(sub.pod)} from [{sub.identity}]"
     if pods:
         return _short(sub.pod)
-    return sub.identity or "the probe"
+    return sub.identity or _short(sub.pod) or "the probe"
 
 
 def _short(pod: str) -> str:
@@ -135,8 +139,7 @@ def _short(pod: str) -> str:
 
 
 def _noun(subs: Sequence[SubResult]) -> str:
-    pods = any(s.pod for s in subs)
-    identities = len({s.identity for s in subs}) > 1
+    pods, identities = _varies(subs)
     if pods and identities:
         return "identity × pod checks"
     return "pods" if pods else "identities"
@@ -161,7 +164,7 @@ def partial_text(subs: Sequence[SubResult]) -> str:
     for s in subs:
         if not s.connected:
             by_verdict.setdefault(str(s.verdict), []).append(_label(s, subs))
-    verb = "reached" if any(s.pod for s in subs) else "connected from"
+    verb = "reached" if _varies(subs)[0] else "connected from"
     text = f"{verb} {len(reached)} of {len(subs)} {_noun(subs)}: {', '.join(reached)}"
     return "; ".join([text, *(f"{v}: {', '.join(names)}" for v, names in by_verdict.items())])
 
@@ -214,8 +217,8 @@ def explain(target: Target, expected: Expectation, observed: Verdict, detail: st
     if observed is Verdict.ERROR:
         return f"{what} could not be probed: {detail or 'the probe failed'}"
     if observed is Verdict.NO_ENDPOINTS:
-        return (f"{what} not probed: {detail or 'the Service has no ready endpoints'} — kube-proxy "
-                "rejects such connections, which says nothing about the policy")
+        return (f"{what} not probed — kube-proxy rejects connections to a Service without endpoints, "
+                f"which says nothing about the policy: {detail or 'the Service has no ready endpoints'}")
     if ok:  # strict, and the deny rests on DNS only
         return (f"{what} not probed (--strict): the name {host} did not resolve (DNS timed out), so "
                 "the port itself was never tested")

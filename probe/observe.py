@@ -80,6 +80,6 @@ def without_proof(obs: Observation, why: str) -> Observation:
 
     A connection that was made still counts: it proves the path was open.
     """
-    subs = tuple(replace(s, verdict=Verdict.NO_ENDPOINTS, detail=f"{why} ({s.verdict}: {s.detail})")
+    subs = tuple(replace(s, verdict=Verdict.NO_ENDPOINTS, detail=f"{why}; the probe saw {s.verdict}: {s.detail}")
                  if s.verdict in _CONNECT_FAILURES else s for s in obs.subresults)
     return replace(obs, subresults=subs)

@@ -52,10 +52,10 @@ def _cell_text(cell: Cell, colour: bool) -> str:
     return f"{hue}{text}{_RESET}"
 
 
-LEGEND = ("✓ connected/resolved   ✗ not   ◐ partial (some connected)   ? not probed   "
-          "‼ differs from the expectation   ~ unstable between rounds\n"
-          "a matching deny is proven by: blocked = dropped, refused/unreachable = rejected, "
-          "dns-timeout = not resolvable (the port was not tested)")
+LEGEND = ("✓ connected/resolved  ✗ not  ◐ partial: some connected  ? not probed  ‼ differs from the "
+          "expectation  ~ unstable\n"
+          "a deny is proven by: blocked = dropped, refused/unreachable = rejected, dns-timeout = not "
+          "resolvable (port not tested)")
 
 
 def _attempts_note(cell: Cell) -> str:

@@ -53,8 +53,12 @@ def test_source_identities_are_named_in_a_partial():
 
 
 def test_identity_and_pod_both_vary():
-    subs = [pod("a", OK, "ns/app=x"), pod("a", B, "ns/app=y")]
-    assert "a from [ns/app=x]" in diff.judge(DBPODS, D, subs).reason
+    subs = [pod("a", OK, "ns/app=x"), pod("b", B, "ns/app=y")]
+    assert "reached 1 of 2 identity × pod checks: a from [ns/app=x]; blocked: b from [ns/app=y]" in \
+        diff.judge(DBPODS, D, subs).reason
+    # one pod, two identities: named by identity
+    one = [pod("a", OK, "ns/app=x"), pod("a", B, "ns/app=y")]
+    assert "connected from 1 of 2 identities: ns/app=x; blocked: ns/app=y" in diff.judge(DBPODS, D, one).reason
 
 
 def test_every_sub_check_must_match_for_the_cell_to_match():
@@ -153,7 +157,7 @@ def every_verdict_and_proof() -> RunResult:
 def test_every_verdict_and_proof_through_the_table():
     text = render(every_verdict_and_proof(), "table")
     assert "◐ partial ‼" in text and "? no-endpoints" in text and "~ ‼" in text
-    assert "a matching deny is proven by: blocked = dropped" in text
+    assert "a deny is proven by: blocked = dropped" in text
     assert "(denies 2 dropped, 1 not-resolvable, 2 rejected)" in text
     assert "reached 1 of 2 pods: db-1; blocked: db-2" in text
     assert "cron → db: db:5432 not probed" in text

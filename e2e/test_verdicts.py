@@ -1,0 +1,132 @@
+"""The cell model on a real cluster (issue 10): one replica or one identity that connects where
+policy should block it is a `partial` leak whatever the spec says, and a Service without ready
+endpoints proves nothing (not probed), never a deny match."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import IMAGE, _namespace, kubectl, netprobe, wait_gone
+
+_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {labels}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [python3, -m, http.server, "8080", --bind, 0.0.0.0, --directory, /tmp]
+    ports: [{{name: http, containerPort: 8080}}]
+    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+"""
+
+# web-stable is ingress-isolated from everyone; web-canary is selected by no policy (the
+# "mislabelled replica"). client team=a may only resolve names; team=b is unrestricted.
+_POLICIES = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-stable-closed}
+spec:
+  podSelector: {matchLabels: {app: web, track: stable}}
+  policyTypes: [Ingress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-a-dns-only}
+spec:
+  podSelector: {matchLabels: {app: client, team: a}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+      podSelector: {matchLabels: {k8s-app: kube-dns}}
+    ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nothing-here}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+@pytest.fixture(scope="module")
+def mixed() -> Iterator[str]:
+    for ns in _namespace("np-e2e-cells"):
+        pods = [("web-stable", "{app: web, track: stable}"), ("web-canary", "{app: web, track: canary}"),
+                ("client-a", "{app: client, team: a}"), ("client-b", "{app: client, team: b}")]
+        manifest = "---\n".join(_POD.format(name=n, labels=labels, image=IMAGE) for n, labels in pods)
+        kubectl("apply", "-n", ns, "-f", "-", check=True, input_text=manifest + "---\n" + _POLICIES)
+        kubectl("wait", "-n", ns, "--for=condition=Ready", "pod", "--all", "--timeout=120s")
+        yield ns
+
+
+def _spec(tmp_path: Path, target: str, expect: str) -> Path:
+    path = tmp_path / f"spec-{expect}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 2s}}
+        sources: [{{name: client, selector: {{app: client}}}}]
+        targets:
+          - {target}
+        expect: {{client: {{t: {expect}}}}}
+        """))
+    return path
+
+
+def _cell(proc) -> dict:  # type: ignore[no-untyped-def]
+    doc = json.loads(proc.stdout)
+    return doc["cells"][0]
+
+
+@pytest.mark.parametrize("expect", ["deny", "allow"])
+def test_a_target_whose_policy_admits_one_of_two_pods_is_partial(mixed: str, tmp_path: Path, expect: str) -> None:
+    target = "{name: t, tcp: {selector: {app: web}, port: 8080}}"
+    proc = netprobe("run", "-f", str(_spec(tmp_path, target, expect)), "-n", mixed, "--image", IMAGE,
+                    "-o", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    cell = _cell(proc)
+    assert cell["observed"] == "partial" and cell["match"] is False
+    # both identities of client: team=b reaches web-canary only; team=a (DNS only) reaches none
+    reached = {(s["identity"].split("/")[1], s["pod"].split("/")[1]) for s in cell["subresults"]
+               if s["verdict"] == "allowed"}
+    assert reached == {("app=client,team=b", "web-canary")}, cell["subresults"]
+    assert "web-canary" in cell["reason"] and "partly reachable" in cell["reason"]
+    table = netprobe("run", "-f", str(_spec(tmp_path, target, expect)), "-n", mixed, "--image", IMAGE)
+    assert table.returncode == 1 and "◐ partial ‼" in table.stdout
+    assert wait_gone(mixed) == []
+
+
+@pytest.mark.parametrize("expect", ["deny", "allow"])
+def test_a_source_with_two_identities_of_which_one_is_allowed_is_partial(mixed: str, tmp_path: Path,
+                                                                         expect: str) -> None:
+    target = "{name: t, tcp: {selector: {app: web, track: canary}, port: 8080}}"
+    proc = netprobe("run", "-f", str(_spec(tmp_path, target, expect)), "-n", mixed, "--image", IMAGE,
+                    "-o", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    cell = _cell(proc)
+    assert cell["observed"] == "partial" and cell["match"] is False
+    assert "connected from 1 of 2" in cell["reason"] or "reached 1 of 2" in cell["reason"], cell["reason"]
+    assert "team=b" in cell["reason"]
+    by_identity = {s["identity"].split("/")[1]: s["verdict"] for s in cell["subresults"]}
+    assert by_identity == {"app=client,team=a": "blocked", "app=client,team=b": "allowed"}
+
+
+def test_a_service_with_no_ready_endpoints_is_not_probed_never_a_deny_match(mixed: str, tmp_path: Path) -> None:
+    proc = netprobe("run", "-f", str(_spec(tmp_path, '{name: t, tcp: "empty:80"}', "deny")), "-n", mixed,
+                    "--image", IMAGE, "-o", "json")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    cell = _cell(proc)
+    assert cell["match"] is None and cell["proof"] is None
+    assert "no ready endpoint" in cell["reason"]
+    # client-b's connection was refused by kube-proxy, client-a's dropped by its egress policy:
+    # neither proves the policy on the port of a Service that has nothing behind it.
+    assert {s["verdict"] for s in cell["subresults"]} == {"no-endpoints"}
