@@ -16,6 +16,7 @@ from typing import Any
 from .model import Expectation, Target, TargetKind
 from .pods import PodInfo
 from .policy import DNS_POD, EGRESS, INGRESS, Decision, Endpoint, Half, PolicyEngine
+from .services import service_for
 from .spec import Spec
 
 ALLOW, DENY = Expectation.ALLOW, Expectation.DENY
@@ -29,21 +30,6 @@ class Backend:
     external_ip: str | None = None  # "" = an unknown external address (a name we cannot resolve)
     needs_dns: bool = False
     note: str = ""
-
-
-def _service_for(name: str, source_ns: str, services: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    parts = name.rstrip(".").split(".")
-    if len(parts) == 1:
-        svc, ns = parts[0], source_ns
-    elif len(parts) == 2 or (len(parts) >= 3 and parts[2] == "svc"):
-        svc, ns = parts[0], parts[1]
-    else:
-        return None
-    for s in services:
-        meta = s.get("metadata") or {}
-        if meta.get("name") == svc and meta.get("namespace") == ns:
-            return s
-    return None
 
 
 def _service_backends(svc: Mapping[str, Any], port: int, pods: Sequence[PodInfo]) -> Backend:
@@ -95,7 +81,7 @@ def resolve_target(target: Target, source_ns: str, pods: Sequence[PodInfo],
             if (svc.get("spec") or {}).get("clusterIP") == host:
                 return _service_backends(svc, port, pods)
         return Backend(external_ip=host)
-    found = _service_for(host, source_ns, services)
+    found = service_for(host, source_ns, services)
     if found is not None:
         return _service_backends(found, port, pods)
     return Backend(external_ip="", needs_dns=True, note=f"{host} is not a known Service: treated as external")
