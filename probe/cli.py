@@ -189,8 +189,11 @@ def run(
         "--startup-timeout", help="How long a probe pod may take to start.")] = "120s",
     timeout: Annotated[str, typer.Option("--timeout", help="Overall deadline of the run.")] = "10m",
     warmup: Annotated[str, typer.Option(
-        "--warmup", help="Wait in a new probe pod before probing, so the CNI has programmed "
-                         "its policy (0 to disable).")] = "2s",
+        "--warmup", help="Longest wait in a new probe pod for its policy to be in force before "
+                         "probing (the readiness gate's bound; 0 to disable).")] = "2s",
+    warmup_mode: Annotated[str, typer.Option(
+        "--warmup-mode", help="gate (default): start as soon as the policy is observably in force, "
+                              "at most --warmup | fixed: always wait the whole --warmup.")] = "gate",
     ttl: Annotated[int, typer.Option("--ttl", min=0,
                                      help="Seconds a finished probe Job lingers if not deleted.")] = 60,
     progress: Annotated[bool | None, typer.Option(
@@ -216,6 +219,8 @@ def run(
     reports = _parse_reports(report_to or [])
     if via not in ("job", "ephemeral"):
         raise typer.BadParameter(f"expected job or ephemeral, got {via!r}", param_hint="--via")
+    if warmup_mode not in ("gate", "fixed"):
+        raise typer.BadParameter(f"expected gate or fixed, got {warmup_mode!r}", param_hint="--warmup-mode")
     if pull_policy not in ("IfNotPresent", "Always", "Never"):
         raise typer.BadParameter(f"expected IfNotPresent, Always or Never, got {pull_policy!r}",
                                  param_hint="--image-pull-policy")
@@ -225,6 +230,7 @@ def run(
         max_parallel=max_parallel, keep=keep, via=via,
         overall_timeout=_duration(timeout, "--timeout") or 600.0,
         warmup=0.0 if warmup.strip() in ("0", "0s") else (_duration(warmup, "--warmup") or 0.0),
+        warmup_mode=warmup_mode,
         pods=PodSettings(image=image, image_pull_policy=pull_policy, same_node=same_node,
                          ttl_seconds=ttl,
                          startup_timeout=_duration(startup_timeout, "--startup-timeout") or 120.0),

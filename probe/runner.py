@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import diff
-from .agent_protocol import parse_agent_output
+from .agent_protocol import parse_agent_gate, parse_agent_output
 from .cluster import Cluster, ProbePodState
 from .errors import InputError, Interrupted, ProbeError
 from .model import Cell, Expectation, RunResult, Target, TargetKind, Verdict
@@ -47,7 +47,8 @@ class RunOptions:
     via: str = "job"  # or "ephemeral"
     pods: PodSettings = field(default_factory=PodSettings)
     overall_timeout: float = 600.0
-    warmup: float = 2.0  # let the CNI program a new probe pod's policy before probing
+    warmup: float = 2.0  # bound of the readiness gate (the CNI programs a new pod's policy late)
+    warmup_mode: str = "gate"  # or "fixed": always wait the whole warmup
     run_id: str = ""
 
 
@@ -127,6 +128,7 @@ class Runner:
         self._deadline = 0.0
         self._probe_pod_count = 0  # probe pods launched, all rounds
         self._identities = 0  # network identities probed in the first round
+        self._gates: list[dict[str, Any]] = []  # each probe pod's readiness gate (agent report)
 
     # -- discovery
 
@@ -205,10 +207,12 @@ class Runner:
                 except ValueError as exc:
                     # The termination message may be cut; the log carries the whole document.
                     try:
-                        log = self.cluster.pod_log(state.namespace, state.name, self._container_name())
-                        rnd.results[plan.index] = observe(plan, parse_agent_output(log))
+                        output = self.cluster.pod_log(state.namespace, state.name, self._container_name())
+                        rnd.results[plan.index] = observe(plan, parse_agent_output(output))
                     except (ValueError, ProbeError):
                         self._fail_plan(rnd, plan, f"unreadable agent output: {exc}")
+                if plan.index in rnd.results:
+                    self._note_gate(plan, parse_agent_gate(output))
             else:
                 tail = (output.strip().splitlines() or [""])[-1][:300]
                 self._fail_plan(rnd, plan, f"the agent crashed (exit code {state.exit_code}, "
@@ -218,6 +222,22 @@ class Runner:
             if why == "DeadlineExceeded":
                 why = "deadline exceeded (activeDeadlineSeconds) before the agent finished"
             self._fail_plan(rnd, plan, f"{why} {state.message}".strip())
+
+    def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None) -> None:
+        """Keep a probe pod's gate report for the run's JSON (meta.gates) and `-v`."""
+        if gate is None:
+            return
+        entry = {"probe_pod": plan.index, "identity": plan.identity.describe(),
+                 "sources": list(plan.sources), **gate}
+        self._gates.append(entry)
+        why = gate["opened"]
+        if why == "bound-reached":
+            why += f" (unmet: {', '.join(gate.get('unmet') or [])})"
+        elif why == "no-candidate":
+            wants = {"connect": "allow", "block": "deny"}
+            why += f" (no check the spec expects to {' or '.join(wants.get(m, m) for m in gate.get('missing') or [])})"
+        self.log(f"probe pod {plan.index} ({', '.join(plan.sources)}): gate waited "
+                 f"{gate['waited_ms'] / 1000:.2f}s, {why}")
 
     def _container_name(self) -> str | None:
         return f"netprobe-{self.run_id}"[:63] if self.options.via == "ephemeral" else None
@@ -366,7 +386,7 @@ class Runner:
             duration_s=time.monotonic() - started, problems=tuple(problems), warnings=tuple(self.warnings),
             settle_s=settle_s,
             meta={"api_calls": self.cluster.api_calls, "probe_pods": self._probe_pod_count,
-                  "identities": self._identities},
+                  "identities": self._identities, "gates": self._gates},
         )
 
     def _round(self, pods_by_source: Mapping[str, list[PodInfo]], target_pods: Mapping[str, TargetPods],
@@ -376,7 +396,8 @@ class Runner:
                          if t.kind is not TargetKind.PODS or target_pods[t.name].pods]
         plans = make_plans(self.spec.sources, pods_by_source, probe_targets, target_pods,
                            timeout=self.timeout, timeouts=self.spec.timeouts, per_pod=self.options.per_pod,
-                           only=only, warmup=self.options.warmup, first_index=self._probe_pod_count)
+                           only=only, warmup=self.options.warmup, first_index=self._probe_pod_count,
+                           warmup_mode=self.options.warmup_mode, expect=self.expect)
         self._probe_pod_count += len(plans)
         if only is None:
             self._identities = max(self._identities, len(plans))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 from fakecluster import FakeCluster
@@ -185,3 +186,28 @@ def test_results_too_big_for_the_termination_message_come_from_the_log(listener)
     result = Runner(cluster, spec, FAST).run()
     assert cluster.states[0].termination_message == ""  # > 4 KiB: the agent did not write it
     assert result.exit_code == 0 and len(result.cells) == 50
+
+
+def test_each_probe_pods_gate_is_chosen_from_the_expectations_and_reported(listener, closed_port):
+    cluster = FakeCluster(pods=pods("api") + pods("web"))
+    logged: list[str] = []
+    opts = RunOptions(warmup=5.0, pods=PodSettings(startup_timeout=2.0))
+    started = time.monotonic()
+    result = Runner(cluster, spec_for(listener[1], closed_port), opts, log=logged.append).run()
+    assert result.exit_code == 0, result.cells
+    # db is expected to connect and closed not to: the gate opens on its first round, far
+    # inside its 5 s bound
+    assert time.monotonic() - started < 4.5
+    gates = result.meta["gates"]
+    assert [(g["sources"], g["opened"], g["connect"], g["block"]) for g in gates] == [
+        (["api"], "condition-met", ["t0"], ["t1"]), (["web"], "condition-met", ["t0"], ["t1"])]
+    assert all(g["waited_ms"] < 2000 for g in gates)
+    assert any("probe pod 0 (api): gate waited" in line and "condition-met" in line for line in logged)
+    assert '"gates"' in result.to_json()
+
+
+def test_fixed_warmup_mode_waits_the_whole_warmup(listener, closed_port):
+    cluster = FakeCluster(pods=pods("api"))
+    opts = RunOptions(warmup=1.0, warmup_mode="fixed", pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, spec_for(listener[1], closed_port, sources=("api",)), opts).run()
+    assert [(g["opened"], g["waited_ms"] >= 1000) for g in result.meta["gates"]] == [("fixed", True)]
