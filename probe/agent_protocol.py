@@ -70,3 +70,13 @@ def parse_agent_output(text: str) -> dict[str, dict[str, Any]]:
         out[str(r["id"])] = r
     return out
 
+
+
+def parse_agent_elapsed(text: str) -> int | None:
+    """The agent's own run time in ms (gate and checks), for `-v`; None when unreadable."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    elapsed = doc.get("elapsed_ms") if isinstance(doc, dict) else None
+    return elapsed if isinstance(elapsed, int) else None

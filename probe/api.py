@@ -66,9 +66,14 @@ def run(
     if not from_policies and base is None:
         require_expectations(loaded)
     if cluster is None:
+        import time
+
         from .cluster import KubeCluster
 
+        connecting = time.monotonic()
         cluster = KubeCluster(kubeconfig=kubeconfig, context=context)
+        if log is not None:
+            log(f"kubeconfig and API client: {time.monotonic() - connecting:.2f}s")
     expect: dict[tuple[str, str], Any] | None = None
     expected_by: dict[tuple[str, str], str] | None = None
     warnings: list[str] = []
