@@ -50,7 +50,7 @@ def run(
     """Probe the cluster and diff against the spec; the same options as `netprobe run`.
 
     `options` are RunOptions/PodSettings fields: timeout, attempts, settle, per_pod,
-    max_target_pods, max_parallel, keep, via, overall_timeout, warmup, image,
+    max_target_pods, max_parallel, keep, via, overall_timeout, warmup, warmup_mode, image,
     image_pull_policy, same_node, ttl_seconds, startup_timeout, ...
     Raises NetprobeError subclasses (InputError: bad input, ProbeError: could not probe).
     """

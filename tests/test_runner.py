@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from probe.errors import Interrupted
 from probe.model import Namespace, Verdict
 from probe.pods import PodInfo
 from probe.probepod import PodSettings
-from probe.runner import Runner, RunOptions, cleanup_runs
+from probe.runner import Runner, RunOptions, cleanup_runs, finish_cleanups
 from probe.spec import parse_spec
 
 FAST = RunOptions(warmup=0.0, pods=PodSettings(startup_timeout=2.0))
@@ -211,3 +212,34 @@ def test_fixed_warmup_mode_waits_the_whole_warmup(listener, closed_port):
     opts = RunOptions(warmup=1.0, warmup_mode="fixed", pods=PodSettings(startup_timeout=2.0))
     result = Runner(cluster, spec_for(listener[1], closed_port, sources=("api",)), opts).run()
     assert [(g["opened"], g["waited_ms"] >= 1000) for g in result.meta["gates"]] == [("fixed", True)]
+
+
+class SlowDelete(FakeCluster):
+    """Deletion blocks until the test lets it go: shows who waits for it."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.release = threading.Event()
+
+    def delete_run(self, namespace, run_id):
+        assert self.release.wait(10)
+        super().delete_run(namespace, run_id)
+
+
+def test_background_cleanup_returns_the_result_first_and_finish_waits_for_the_deletion(
+        listener, closed_port):
+    cluster = SlowDelete(pods=pods("api"))
+    opts = RunOptions(warmup=0.0, background_cleanup=True, pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, spec_for(listener[1], closed_port, sources=("api",)), opts).run()
+    assert result.exit_code == 0 and cluster.deleted == []  # the result is there; deletion in flight
+    threading.Timer(0.3, cluster.release.set).start()
+    finish_cleanups()
+    assert cluster.deleted == [("default", result.run_id)]
+
+
+def test_background_cleanup_still_deletes_before_an_interrupt_propagates(listener, closed_port):
+    cluster = FakeCluster(pods=pods("api") + pods("web"), faults={5: "interrupt"})
+    opts = RunOptions(warmup=0.0, background_cleanup=True, pods=PodSettings(startup_timeout=2.0))
+    with pytest.raises(Interrupted):
+        Runner(cluster, spec_for(listener[1], closed_port), opts).run()
+    assert len(cluster.deleted) == 1
