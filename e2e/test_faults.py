@@ -70,7 +70,8 @@ def test_image_without_python_is_an_agent_failure_not_a_hang(tutorial: str) -> N
 
 def test_overall_timeout_bounds_the_run(tutorial: str) -> None:
     started = time.monotonic()
-    proc = netprobe("run", "-f", str(SPEC), "-n", tutorial, "--image", IMAGE, "--warmup", "60s", "--timeout", "8s")
+    proc = netprobe("run", "-f", str(SPEC), "-n", tutorial, "--image", IMAGE, "--warmup", "60s",
+                    "--warmup-mode", "fixed", "--timeout", "8s")
     assert time.monotonic() - started < 40
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "timed out" in proc.stdout
@@ -94,7 +95,8 @@ def test_unschedulable_probe_pods_are_reported_not_waited_for_forever(tutorial: 
 
 def test_probe_pod_deleted_mid_run_is_an_error_cell(tutorial: str) -> None:
     run = subprocess.Popen([sys.executable, "-m", "probe", "run", "-f", str(SPEC), "-n", tutorial, "--image", IMAGE,
-                            "--warmup", "20s"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--warmup", "20s", "--warmup-mode", "fixed"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         victim = ""

@@ -74,7 +74,7 @@ def test_wrong_expectation_shows_in_every_output(tutorial: str, tmp_path: Path) 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_run_leaves_nothing_behind(tutorial: str, sig: signal.Signals) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "probe", "run", "-f", str(SPEC), "-n", tutorial,
-                             "--image", IMAGE, "--warmup", "30s"], cwd=ROOT,
+                             "--image", IMAGE, "--warmup", "30s", "--warmup-mode", "fixed"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -94,7 +94,7 @@ def test_probe_pods_never_join_services_or_replicasets(tutorial: str) -> None:
     rs_before = kubectl("get", "rs", "-n", tutorial, "-l", "app=api", "-o", "json").stdout
     pods_before = set(kubectl("get", "pods", "-n", tutorial, "-l", "app=api", "-o", "name").stdout.split())
     proc = subprocess.Popen([sys.executable, "-m", "probe", "run", "-f", str(SPEC), "-n", tutorial,
-                             "--image", IMAGE, "--warmup", "8s"], cwd=ROOT,
+                             "--image", IMAGE, "--warmup", "8s", "--warmup-mode", "fixed"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen_probe_ips: set[str] = set()
     try:

@@ -8,11 +8,14 @@ Contract (README "Agent protocol"):
       {"id": "c1", "kind": "tcp", "host": "db.default.svc.cluster.local", "port": 5432},
       {"id": "d1", "kind": "dns", "name": "db"},
       {"id": "h1", "kind": "http", "url": "http://example.com/"}]}
-  (a check may carry its own "timeout"; "warmup": seconds to wait before the first check,
-  so that the CNI has programmed the new pod's policy);
-- output: one compact JSON document on stdout, {"version": 1, "results": [{"id", "verdict",
-  "elapsed_ms", "detail", "attempts", "history"}, ...]}, also written to
-  /dev/termination-log when writable and when the document fits in 4096 bytes;
+  (a check may carry its own "timeout"). Before the first check, either a readiness gate
+  "gate": {"bound": 2.0, "connect": ["d1"], "block": ["c1"], "timeout": 0.25, "interval": 0.1}
+  (`run_gate`: wait until the pod's policy is observably in force, at most `bound` seconds
+  from the agent's start) or a fixed "warmup": seconds to wait, never both;
+- output: one compact JSON document on stdout, {"version": 1, "elapsed_ms", "results":
+  [{"id", "verdict", "elapsed_ms", "detail", "attempts", "history"}, ...], "gate": {"mode",
+  "opened", "waited_ms", ...}} ("gate" only when the plan had a gate or a warm-up), also
+  written to /dev/termination-log when writable and when the document fits in 4096 bytes;
 - exit 0 whenever it produced results, 2 on a malformed plan (one line on stderr).
 
 DNS is resolved by our own stub resolver, not getaddrinfo: getaddrinfo cannot tell a dropped
@@ -41,6 +44,8 @@ RESULT_VERSION = 1
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_LIMIT = 4096
 KINDS = ("tcp", "dns", "http")
+GATE_TIMEOUT = 0.25  # a gate check's timeout: in-cluster answers take milliseconds
+GATE_INTERVAL = 0.1  # the shortest time between the starts of two gate rounds
 
 ALLOWED = "allowed"
 BLOCKED = "blocked"
@@ -117,8 +122,35 @@ def parse_plan(text: str) -> Dict[str, Any]:
     warmup = plan.get("warmup", 0)
     if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0:
         raise PlanError("warmup: expected a number of seconds >= 0, got %r" % (warmup,))
+    gate = _parse_gate(plan.get("gate"), seen)
+    if gate is not None and warmup:
+        raise PlanError("gate and warmup: give one of them (a gate already waits at most its bound)")
     return {"timeout": timeout, "attempts": attempts, "checks": checks, "warmup": float(warmup),
-            "resolv_conf": plan.get("resolv_conf", "/etc/resolv.conf")}
+            "gate": gate, "resolv_conf": plan.get("resolv_conf", "/etc/resolv.conf")}
+
+
+def _parse_gate(gate: Any, ids: Any) -> Optional[Dict[str, Any]]:
+    """The readiness gate of a plan (None: no gate), validated."""
+    if gate is None:
+        return None
+    if not isinstance(gate, dict):
+        raise PlanError("gate: expected an object")
+    bound = gate.get("bound")
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound < 0:
+        raise PlanError("gate.bound: expected a number of seconds >= 0, got %r" % (bound,))
+    out: Dict[str, Any] = {
+        "bound": float(bound),
+        "timeout": _number(gate.get("timeout", GATE_TIMEOUT), "gate.timeout"),
+        "interval": _number(gate.get("interval", GATE_INTERVAL), "gate.interval")}
+    for key in ("connect", "block"):
+        value = gate.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise PlanError("gate.%s: expected a list of check ids" % key)
+        unknown = [c for c in value if c not in ids]
+        if unknown:
+            raise PlanError("gate.%s: no check with id %r" % (key, unknown[0]))
+        out[key] = list(value)
+    return out
 
 
 # ----------------------------------------------------------------------------- resolver
@@ -514,11 +546,94 @@ async def _run_one(check: Dict[str, Any], resolver: Resolver, default_timeout: f
     return {"id": check["id"], "verdict": verdict, "elapsed_ms": _ms(start), "detail": detail}
 
 
+# ---------------------------------------------------------------------------------- gate
+
+# What a gate check must show: the verdict its expectation asks for (the diff's match table).
+_GATE_CONNECTED = (ALLOWED,)
+_GATE_NOT_CONNECTED = (BLOCKED, REFUSED, UNREACHABLE, DNS_TIMEOUT)
+
+
+async def _gate_probe(check: Dict[str, Any], resolver: Resolver, timeout: float) -> str:
+    """One short look at a check: its verdict only. An http check is looked at as TCP."""
+    if check["kind"] == "http":
+        _scheme, host, port, _path = _split_url(check["url"])
+        check = {"id": check["id"], "kind": "tcp", "host": host, "port": port}
+    try:
+        verdict, _ = await _CHECKS[check["kind"]](check, resolver, timeout)
+    except Exception:  # a failed look is no evidence either way
+        verdict = ERROR
+    return verdict
+
+
+async def run_gate(plan: Dict[str, Any], started: float) -> Dict[str, Any]:
+    """Wait until this pod's policy is observably in force, or until the gate's bound passes.
+
+    A new pod's policy is programmed asynchronously. A fail-closed enforcer (Calico) drops
+    its packets until then, so an early probe of an allowed target times out -- and an early
+    probe of a denied target reads "blocked" whether or not the policy denies it. A fail-open
+    enforcer leaves it un-isolated, so an early probe of a denied target connects. The gate
+    therefore polls, with short timeouts, checks the expectations say must connect and checks
+    they say must not, and opens in the first round where at least one "connect" check
+    connects (not fail-closed any more) and every "block" check does not (not fail-open any
+    more). Where the plan has no check for one of the conditions, nothing can show it, so the
+    gate waits out the whole bound. The gate only decides when the real checks start: they
+    always run afterwards, and their verdicts are reported as observed.
+
+    Returns the gate's report: waited_ms, opened (condition-met | bound-reached |
+    no-candidate), rounds, and the last round's verdicts.
+    """
+    gate = plan["gate"]
+    deadline = started + gate["bound"]
+    loop_time = time.monotonic
+    by_id = {c["id"]: c for c in plan["checks"]}
+    connect = [by_id[i] for i in gate["connect"]]
+    block = [by_id[i] for i in gate["block"]]
+    report = {"mode": "gate", "bound_s": gate["bound"], "connect": gate["connect"],
+              "block": gate["block"], "rounds": 0}  # type: Dict[str, Any]
+    missing = [name for name, candidates in (("connect", connect), ("block", block)) if not candidates]
+    if missing:
+        await asyncio.sleep(max(0.0, deadline - loop_time()))
+        report.update(opened="no-candidate", missing=missing, waited_ms=_ms(started))
+        return report
+    conf = ResolvConf.load(plan["resolv_conf"])
+    last = {}  # type: Dict[str, str]
+    unmet = ["connect", "block"]
+    while loop_time() + gate["timeout"] <= deadline:
+        round_start = loop_time()
+        report["rounds"] += 1
+        resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
+        probes = connect + block
+        verdicts = await asyncio.gather(*[_gate_probe(c, resolver, gate["timeout"]) for c in probes])
+        last = {c["id"]: verdicts[i] for i, c in enumerate(probes)}
+        unmet = []
+        if not any(last[c["id"]] in _GATE_CONNECTED for c in connect):
+            unmet.append("connect")
+        if not all(last[c["id"]] in _GATE_NOT_CONNECTED for c in block):
+            unmet.append("block")
+        if not unmet:
+            report.update(opened="condition-met", waited_ms=_ms(started), last=last)
+            return report
+        pause = min(round_start + gate["interval"], deadline) - loop_time()
+        if pause > 0:
+            await asyncio.sleep(pause)
+    await asyncio.sleep(max(0.0, deadline - loop_time()))
+    report.update(opened="bound-reached", unmet=unmet, waited_ms=_ms(started), last=last)
+    return report
+
+
+async def wait_until_ready(plan: Dict[str, Any], started: float) -> Optional[Dict[str, Any]]:
+    """The plan's gate, or its fixed warm-up; the report of how long it waited (None: neither)."""
+    if plan.get("gate") is not None:
+        return await run_gate(plan, started)
+    if plan.get("warmup"):
+        # A fixed wait, as asked for: the CNI may program a new pod's policy asynchronously.
+        await asyncio.sleep(max(0.0, started + plan["warmup"] - time.monotonic()))
+        return {"mode": "fixed", "bound_s": plan["warmup"], "opened": "fixed", "waited_ms": _ms(started)}
+    return None
+
+
 async def run_plan(plan: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Run every check concurrently; re-run failed ones up to `attempts` times."""
-    if plan.get("warmup"):
-        # A new pod's policy may not be programmed yet (CNIs apply it asynchronously).
-        await asyncio.sleep(plan["warmup"])
     resolver = Resolver(ResolvConf.load(plan["resolv_conf"]))
     pending = list(plan["checks"])
     results: Dict[str, Dict[str, Any]] = {}
@@ -548,7 +663,21 @@ def _raise_fd_limit(needed: int) -> None:
         pass
 
 
+async def run_agent(plan: Dict[str, Any], started: float) -> Tuple[Optional[Dict[str, Any]], List[Dict[str, Any]]]:
+    """The gate (or fixed warm-up), then the real checks: (gate report, results)."""
+    gate = await wait_until_ready(plan, started)
+    return gate, await run_plan(plan)
+
+
+def _run_sync(coro: Any) -> Any:
+    if hasattr(asyncio, "run"):
+        return asyncio.run(coro)
+    return asyncio.get_event_loop().run_until_complete(coro)  # pragma: no cover (python < 3.7)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    # The gate's bound counts from here: as close to the container's start as the agent gets.
+    started = time.monotonic()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         sys.stderr.write("usage: agent.py PLAN_JSON [MORE_PLAN_JSON ...] | PLAN_FILE\n")
@@ -568,11 +697,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write("netprobe-agent: malformed plan: %s\n" % exc)
         return 2
     _raise_fd_limit(4 * len(plan["checks"]) + 64)
-    start = time.monotonic()
-    results = asyncio.run(run_plan(plan)) if hasattr(asyncio, "run") else \
-        asyncio.get_event_loop().run_until_complete(run_plan(plan))
-    doc = json.dumps({"version": RESULT_VERSION, "elapsed_ms": _ms(start), "results": results},
-                     separators=(",", ":"))
+    gate, results = _run_sync(run_agent(plan, started))
+    out = {"version": RESULT_VERSION, "elapsed_ms": _ms(started), "results": results}  # type: Dict[str, Any]
+    if gate is not None:
+        out["gate"] = gate
+    doc = json.dumps(out, separators=(",", ":"))
     sys.stdout.write(doc + "\n")
     sys.stdout.flush()
     termination_log = os.environ.get("NETPROBE_TERMINATION_LOG", TERMINATION_LOG)

@@ -19,9 +19,33 @@ def plan_document(plan: ProbePlan) -> dict[str, Any]:
     """The JSON document the agent receives."""
     doc: dict[str, Any] = {"version": PROTOCOL_VERSION, "timeout": plan.timeout, "attempts": plan.attempts,
                            "checks": [dict(c) for c in plan.checks]}
-    if plan.warmup:
+    if plan.warmup and plan.warmup_mode == "fixed":
         doc["warmup"] = plan.warmup
+    elif plan.warmup:
+        # The readiness gate (agent.run_gate): start as soon as the policy is observably in force.
+        doc["gate"] = {"bound": plan.warmup, "connect": list(plan.gate_connect),
+                       "block": list(plan.gate_block)}
     return doc
+
+
+GATE_OPENED = ("condition-met", "bound-reached", "no-candidate", "fixed")
+
+
+def parse_agent_gate(text: str) -> dict[str, Any] | None:
+    """The agent's report of its readiness gate (how long it waited and why it opened), if any.
+
+    Tolerant: the gate is information about timing, never a verdict, so an output without a
+    readable gate report gives None rather than an error.
+    """
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    gate = doc.get("gate") if isinstance(doc, dict) else None
+    if not isinstance(gate, dict) or gate.get("opened") not in GATE_OPENED \
+            or not isinstance(gate.get("waited_ms"), int):
+        return None
+    return gate
 
 
 def encode_plan(plan: ProbePlan) -> str:
@@ -46,3 +70,13 @@ def parse_agent_output(text: str) -> dict[str, dict[str, Any]]:
         out[str(r["id"])] = r
     return out
 
+
+
+def parse_agent_elapsed(text: str) -> int | None:
+    """The agent's own run time in ms (gate and checks), for `-v`; None when unreadable."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    elapsed = doc.get("elapsed_ms") if isinstance(doc, dict) else None
+    return elapsed if isinstance(elapsed, int) else None

@@ -50,7 +50,7 @@ def run(
     """Probe the cluster and diff against the spec; the same options as `netprobe run`.
 
     `options` are RunOptions/PodSettings fields: timeout, attempts, settle, per_pod,
-    max_target_pods, max_parallel, keep, via, overall_timeout, warmup, image,
+    max_target_pods, max_parallel, keep, via, overall_timeout, warmup, warmup_mode, image,
     image_pull_policy, same_node, ttl_seconds, startup_timeout, ...
     Raises NetprobeError subclasses (InputError: bad input, ProbeError: could not probe).
     """
@@ -66,9 +66,14 @@ def run(
     if not from_policies and base is None:
         require_expectations(loaded)
     if cluster is None:
+        import time
+
         from .cluster import KubeCluster
 
+        connecting = time.monotonic()
         cluster = KubeCluster(kubeconfig=kubeconfig, context=context)
+        if log is not None:
+            log(f"kubeconfig and API client: {time.monotonic() - connecting:.2f}s")
     expect: dict[tuple[str, str], Any] | None = None
     expected_by: dict[tuple[str, str], str] | None = None
     warnings: list[str] = []

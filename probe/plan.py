@@ -6,12 +6,16 @@ carries a plan into the cluster is probepod.py; the results coming back are obse
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Source, Target, TargetKind
+from .model import Expectation, Source, Target, TargetKind
 from .pods import Identity, PodInfo, group_identities
+
+WARMUP_MODES = ("gate", "fixed")
+GATE_CANDIDATES = 3  # checks polled per gate condition (connect: one must connect; block: none may)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +38,10 @@ class ProbePlan:
     refs: Mapping[str, CheckRef]
     timeout: float
     attempts: int = 1
-    warmup: float = 0.0
+    warmup: float = 0.0  # the gate's bound, or the fixed wait (warmup_mode "fixed")
+    warmup_mode: str = "gate"
+    gate_connect: tuple[str, ...] = ()  # check ids the expectations say must connect
+    gate_block: tuple[str, ...] = ()  # check ids the expectations say must not connect
 
     @property
     def budget_s(self) -> float:
@@ -81,18 +88,68 @@ def build_checks(
     return checks, refs
 
 
+def _gate_rank(check: Mapping[str, Any], ref: CheckRef) -> int:
+    """Which checks tell the gate most, lowest first.
+
+    In-cluster answers come in milliseconds, far inside the gate's short timeout, and they
+    come from something that certainly listens, so a check that stops connecting shows the
+    policy, not a dead target: the cluster DNS first, then target pods, then names
+    (Services), then IP addresses (often external: slower, or a black hole that never answers).
+    """
+    if check["kind"] == "dns":
+        return 0
+    if ref.pod:
+        return 1
+    host = str(check.get("host") or "")
+    if check["kind"] == "http":
+        netloc = str(check.get("url", "")).split("://", 1)[-1].split("/", 1)[0]
+        host = netloc[1:].partition("]")[0] if netloc.startswith("[") else netloc.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return 2
+    return 3
+
+
+def gate_checks(
+    checks: Sequence[Mapping[str, Any]], refs: Mapping[str, CheckRef], sources: Sequence[str],
+    expect: Mapping[tuple[str, str], Expectation],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(connect, block): the check ids the readiness gate polls, best first.
+
+    A check qualifies only when every source the probe pod stands for expects the same of
+    its target (one identity can stand for several sources with different expectations).
+    """
+    connect: list[tuple[int, int, str]] = []
+    block: list[tuple[int, int, str]] = []
+    for order, check in enumerate(checks):
+        ref = refs[check["id"]]
+        wanted = {expect.get((source, ref.target)) for source in sources}
+        if wanted == {Expectation.ALLOW}:
+            connect.append((_gate_rank(check, ref), order, check["id"]))
+        elif wanted == {Expectation.DENY}:
+            block.append((_gate_rank(check, ref), order, check["id"]))
+    return (tuple(cid for *_, cid in sorted(connect)[:GATE_CANDIDATES]),
+            tuple(cid for *_, cid in sorted(block)[:GATE_CANDIDATES]))
+
+
 def make_plans(
     sources: Sequence[Source], pods_by_source: Mapping[str, Sequence[PodInfo]],
     targets: Sequence[Target], target_pods: Mapping[str, TargetPods], *,
     timeout: float, timeouts: Mapping[str, float] | None = None, attempts: int = 1,
     per_pod: bool = False, only: Mapping[str, set[str]] | None = None, warmup: float = 0.0,
+    warmup_mode: str = "gate", expect: Mapping[tuple[str, str], Expectation] | None = None,
     first_index: int = 0,
 ) -> list[ProbePlan]:
     """One plan per identity. `only` restricts a source to some targets (re-probes).
 
+    `warmup` bounds the readiness gate, whose checks come from `expect` (none: the gate
+    has no candidate and waits the whole bound); with warmup_mode "fixed" it is a plain wait.
     Indices start at `first_index`: they name the probe Jobs, so later rounds of a run must
     continue the numbering.
     """
+    if warmup_mode not in WARMUP_MODES:
+        raise ValueError(f"warmup_mode: expected one of {', '.join(WARMUP_MODES)}, got {warmup_mode!r}")
     checks, refs = build_checks(targets, target_pods, timeouts or {}, timeout)
     plans: list[ProbePlan] = []
     for ident, pod, names in group_identities(sources, pods_by_source, per_pod=per_pod):
@@ -102,9 +159,11 @@ def make_plans(
             if not wanted:
                 continue
             mine = [c for c in checks if refs[c["id"]].target in wanted]
+        connect, block = gate_checks(mine, refs, names, expect or {})
         plans.append(ProbePlan(index=first_index + len(plans), identity=ident, sources=tuple(names),
                                example_pod=pod, checks=tuple(mine),
                                refs={c["id"]: refs[c["id"]] for c in mine},
-                               timeout=timeout, attempts=attempts, warmup=warmup))
+                               timeout=timeout, attempts=attempts, warmup=warmup,
+                               warmup_mode=warmup_mode, gate_connect=connect, gate_block=block))
     return plans
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import datetime
 import secrets
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import diff
-from .agent_protocol import parse_agent_output
+from .agent_protocol import parse_agent_elapsed, parse_agent_gate, parse_agent_output
 from .cluster import Cluster, ProbePodState
 from .errors import InputError, Interrupted, PermissionDenied, ProbeError
 from .model import Cell, Expectation, RunResult, Target, TargetKind, Verdict
@@ -48,8 +51,13 @@ class RunOptions:
     via: str = "job"  # or "ephemeral"
     pods: PodSettings = field(default_factory=PodSettings)
     overall_timeout: float = 600.0
-    warmup: float = 2.0  # let the CNI program a new probe pod's policy before probing
     strict: bool = False  # a deny resting on DNS alone (port never tested) counts as not probed
+    warmup: float = 2.0  # bound of the readiness gate (the CNI programs a new pod's policy late)
+    warmup_mode: str = "gate"  # or "fixed": always wait the whole warmup
+    # Delete the probe pods in a background thread once the result is known, so that it can
+    # be printed at once; finish_cleanups() waits for it (the CLI calls it after printing).
+    # On an exception or Ctrl-C the cleanup always runs before run() returns.
+    background_cleanup: bool = False
     run_id: str = ""
 
 
@@ -134,6 +142,8 @@ class Runner:
         self._endpoints_unknown = ""  # why Endpoints could not be read (then Service denies are unproven)
         self._service_scope: set[str] | None = set()
         self._unstable: set[tuple[str, str]] = set()
+        self._gates: list[dict[str, Any]] = []  # each probe pod's readiness gate (agent report)
+        self._created_at: dict[int, float] = {}  # probe pod index -> when its Job was created (-v)
 
     # -- discovery
 
@@ -144,9 +154,16 @@ class Runner:
         cache: dict[tuple[str, str], list[PodInfo]] = {}
 
         def pods(ns: str, selector: str) -> list[PodInfo]:
-            if (ns, selector) not in cache:
-                cache[(ns, selector)] = [p for p in self.cluster.list_pods(ns, selector) if p.usable]
             return cache[(ns, selector)]
+
+        # Every LIST at once: discovery costs one round trip, not one per selector.
+        wanted: set[tuple[str, str]] = {(s.namespace, s.selector.to_label_selector()) for s in self.spec.sources}
+        wanted |= {(t.namespace or "default", t.selector.to_label_selector()) for t in self.spec.targets
+                   if t.kind is TargetKind.PODS and t.selector is not None}
+        with ThreadPoolExecutor(max_workers=min(8, len(wanted) or 1)) as pool:
+            found_by_key = {key: pool.submit(self.cluster.list_pods, *key) for key in sorted(wanted)}
+            for key, future in found_by_key.items():
+                cache[key] = [p for p in future.result() if p.usable]
 
         for source in self.spec.sources:
             found = [p for p in pods(source.namespace, source.selector.to_label_selector())
@@ -220,6 +237,7 @@ class Runner:
                 self.cluster.add_ephemeral_container(ns, plan.example_pod.name, container)
             else:
                 self.cluster.create_job(probe_job(plan, self.run_id, self.options.pods))
+            self._created_at[plan.index] = time.monotonic()
         except ProbeError as exc:
             self._fail_plan(rnd, plan, f"could not be created: {exc}")
 
@@ -246,10 +264,12 @@ class Runner:
                 except ValueError as exc:
                     # The termination message may be cut; the log carries the whole document.
                     try:
-                        log = self.cluster.pod_log(state.namespace, state.name, self._container_name())
-                        rnd.results[plan.index] = observe(plan, parse_agent_output(log))
+                        output = self.cluster.pod_log(state.namespace, state.name, self._container_name())
+                        rnd.results[plan.index] = observe(plan, parse_agent_output(output))
                     except (ValueError, ProbeError):
                         self._fail_plan(rnd, plan, f"unreadable agent output: {exc}")
+                if plan.index in rnd.results:
+                    self._note_gate(plan, parse_agent_gate(output), parse_agent_elapsed(output))
             else:
                 tail = (output.strip().splitlines() or [""])[-1][:300]
                 self._fail_plan(rnd, plan, f"the agent crashed (exit code {state.exit_code}, "
@@ -259,6 +279,28 @@ class Runner:
             if why == "DeadlineExceeded":
                 why = "deadline exceeded (activeDeadlineSeconds) before the agent finished"
             self._fail_plan(rnd, plan, f"{why} {state.message}".strip())
+
+    def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None, agent_ms: int | None) -> None:
+        """Keep a probe pod's gate report for the run's JSON (meta.gates); say where its time went (-v)."""
+        if plan.index in self._created_at:
+            # Job creation -> result seen = pod start-up + the agent's run + status reporting.
+            seen = time.monotonic() - self._created_at[plan.index]
+            ran = f"{agent_ms / 1000:.2f}s" if agent_ms is not None else "?"
+            self.log(f"probe pod {plan.index}: result {seen:.2f}s after its Job was created "
+                     f"(agent ran {ran}; start-up and status reporting {seen - (agent_ms or 0) / 1000:.2f}s)")
+        if gate is None:
+            return
+        entry = {"probe_pod": plan.index, "identity": plan.identity.describe(),
+                 "sources": list(plan.sources), **gate}
+        self._gates.append(entry)
+        why = gate["opened"]
+        if why == "bound-reached":
+            why += f" (unmet: {', '.join(gate.get('unmet') or [])})"
+        elif why == "no-candidate":
+            wants = {"connect": "allow", "block": "deny"}
+            why += f" (no check the spec expects to {' or '.join(wants.get(m, m) for m in gate.get('missing') or [])})"
+        self.log(f"probe pod {plan.index} ({', '.join(plan.sources)}): gate waited "
+                 f"{gate['waited_ms'] / 1000:.2f}s, {why}")
 
     def _container_name(self) -> str | None:
         return f"netprobe-{self.run_id}"[:63] if self.options.via == "ephemeral" else None
@@ -285,7 +327,9 @@ class Runner:
                     self.options.max_parallel:
                 self._launch(rnd, waiting.pop(0))
 
+        created = time.monotonic()
         top_up()
+        self.log(f"created {len(rnd.launched)} probe Job(s) in {time.monotonic() - created:.2f}s")
         namespaces = {p.identity.namespace for p in plans}
         watch_ns = next(iter(namespaces)) if len(namespaces) == 1 else None
         if self.options.via == "ephemeral":
@@ -362,8 +406,10 @@ class Runner:
         settle_s: float | None = None
         try:
             with _sigterm_as_interrupt():
+                discovery_started = time.monotonic()
                 pods_by_source, target_pods, problems = self.discover()
                 self._read_services(pods_by_source)
+                self.log(f"discovery: {time.monotonic() - discovery_started:.2f}s")
                 self.log(f"run {self.run_id}: {sum(map(len, pods_by_source.values()))} source pod(s), "
                          f"{len(self.spec.targets)} target(s)")
                 only: dict[str, set[str]] | None = None
@@ -403,7 +449,10 @@ class Runner:
                               if not self.options.keep else
                               f"interrupted: run {self.run_id} stopped (--keep: probe pods left)") from None
         finally:
-            self.cleanup()
+            if self.options.background_cleanup and sys.exc_info()[0] is None:
+                self._cleanup_in_background()
+            else:
+                self.cleanup()
         cells = self._cells(history)
         return RunResult(
             sources=tuple(s.name for s in self.spec.sources),
@@ -412,7 +461,7 @@ class Runner:
             duration_s=time.monotonic() - started, problems=tuple(problems), warnings=tuple(self.warnings),
             settle_s=settle_s,
             meta={"api_calls": self.cluster.api_calls, "probe_pods": self._probe_pod_count,
-                  "identities": self._identities},
+                  "identities": self._identities, "gates": self._gates},
         )
 
     def _round(self, pods_by_source: Mapping[str, list[PodInfo]], target_pods: Mapping[str, TargetPods],
@@ -422,7 +471,8 @@ class Runner:
                          if t.kind is not TargetKind.PODS or target_pods[t.name].pods]
         plans = make_plans(self.spec.sources, pods_by_source, probe_targets, target_pods,
                            timeout=self.timeout, timeouts=self.spec.timeouts, per_pod=self.options.per_pod,
-                           only=only, warmup=self.options.warmup, first_index=self._probe_pod_count)
+                           only=only, warmup=self.options.warmup, first_index=self._probe_pod_count,
+                           warmup_mode=self.options.warmup_mode, expect=self.expect)
         self._probe_pod_count += len(plans)
         if only is None:
             self._identities = max(self._identities, len(plans))
@@ -492,11 +542,20 @@ class Runner:
             return f"target {target.name} selects no running pod in {target.namespace}"
         return f"source {source} has no running pod to stand in for"
 
+    def _cleanup_in_background(self) -> None:
+        # Not a daemon: even if the caller never calls finish_cleanups(), the interpreter
+        # waits for it before exiting.
+        thread = threading.Thread(target=self.cleanup, name=f"netprobe-cleanup-{self.run_id}")
+        with _pending_lock:
+            _pending_cleanups.append(thread)
+        thread.start()
+
     def cleanup(self) -> None:
         """Delete this run's Jobs and pods in every namespace it used (unless --keep)."""
         if self.options.keep or self.options.via == "ephemeral":
             return
-        with _signals_masked():
+        started = time.monotonic()
+        with _signals_masked():  # a no-op in a background thread: the CLI masks them while it waits
             errors = []
             for ns in sorted(self._namespaces):
                 try:
@@ -506,6 +565,22 @@ class Runner:
             if errors:
                 self.log("cleanup incomplete (the Jobs' TTL will remove them; or run "
                          f"`netprobe cleanup`): {'; '.join(errors)}")
+        self.log(f"cleanup: {len(self._namespaces)} namespace(s) in {time.monotonic() - started:.2f}s")
+
+
+_pending_cleanups: list[threading.Thread] = []
+_pending_lock = threading.Lock()
+
+
+def finish_cleanups() -> None:
+    """Wait for the cleanups runs started in the background (RunOptions.background_cleanup)."""
+    with _signals_masked():  # Ctrl-C must not cut the deletion short
+        while True:
+            with _pending_lock:
+                if not _pending_cleanups:
+                    return
+                thread = _pending_cleanups.pop(0)
+            thread.join()
 
 
 def cleanup_runs(cluster: Cluster, *, namespace: str | None = None, older_than: float = 0.0,
@@ -520,4 +595,4 @@ def cleanup_runs(cluster: Cluster, *, namespace: str | None = None, older_than: 
     return targets
 
 
-__all__ = ["RUN_LABEL", "RunOptions", "Runner", "cleanup_runs", "new_run_id"]
+__all__ = ["RUN_LABEL", "RunOptions", "Runner", "cleanup_runs", "finish_cleanups", "new_run_id"]

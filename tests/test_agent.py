@@ -156,8 +156,12 @@ def test_result_is_written_to_the_termination_log(tmp_path, listener):
     ('{"version": 1, "timeout": -1, "checks": []}', "timeout: expected a positive number"),
     ('{"version": 1, "checks": [{"id": "x", "kind": "dns", "name": "a"},'
      ' {"id": "x", "kind": "dns", "name": "b"}]}', "duplicate id"),
+    ('{"version": 1, "checks": [], "gate": {"bound": -1}}', "gate.bound: expected a number of seconds >= 0"),
+    ('{"version": 1, "checks": [], "gate": {"bound": 1, "connect": ["nope"]}}',
+     "gate.connect: no check with id 'nope'"),
+    ('{"version": 1, "checks": [], "warmup": 1, "gate": {"bound": 1}}', "gate and warmup: give one of them"),
 ], ids=["not-json", "missing-plan-file", "wrong-version", "unknown-kind", "missing-port", "dns-without-name",
-        "negative-timeout", "duplicate-id"])
+        "negative-timeout", "duplicate-id", "gate-negative-bound", "gate-unknown-check", "gate-and-warmup"])
 def test_malformed_plan_exits_2_with_one_line(plan, message):
     code, doc, stderr = run_agent(plan)
     assert code == 2 and doc is None
@@ -204,3 +208,49 @@ def test_large_plan_split_over_several_arguments():
     server.close()
     doc = json.loads(proc.stdout)
     assert len(doc["results"]) == 1500 and set(verdicts(doc).values()) == {"allowed"}
+
+
+# -- the readiness gate on loopback (its real-packet proof is in test_agent_netns.py)
+
+
+def test_gate_opens_at_once_when_the_network_already_answers_as_expected(tmp_path, loopback_ip, closed_port):
+    zone = Zone(records={"db.default.svc.cluster.local": ["10.96.0.7"]})
+    conf = resolv(tmp_path, f"search default.svc.cluster.local\nnameserver {loopback_ip}\noptions ndots:5\n")
+    with dns_server(loopback_ip, zone):
+        code, doc, err = run_agent({"version": 1, "timeout": 1, "resolv_conf": conf, "checks": [
+            {"id": "dns", "kind": "dns", "name": "db"},
+            {"id": "closed", "kind": "tcp", "host": "127.0.0.1", "port": closed_port}],
+            "gate": {"bound": 5, "connect": ["dns"], "block": ["closed"]}})
+    assert code == 0 and doc is not None, err
+    gate = doc["gate"]
+    assert gate["opened"] == "condition-met" and gate["rounds"] == 1
+    assert gate["waited_ms"] < 1000 and gate["last"] == {"dns": "allowed", "closed": "refused"}
+    assert verdicts(doc) == {"dns": "allowed", "closed": "refused"}
+
+
+def test_gate_without_a_check_for_a_condition_waits_its_whole_bound(listener):
+    host, port = listener
+    started = time.monotonic()
+    code, doc, _ = run_agent({"version": 1, "timeout": 1, "checks": [
+        {"id": "open", "kind": "tcp", "host": host, "port": port}],
+        "gate": {"bound": 1.2, "connect": ["open"], "block": []}})
+    assert code == 0 and doc is not None
+    # Nothing can show a fail-open start is over: wait it out, then probe as always.
+    assert doc["gate"]["opened"] == "no-candidate" and doc["gate"]["missing"] == ["block"]
+    assert doc["gate"]["waited_ms"] >= 1200 and time.monotonic() - started >= 1.2
+    assert verdicts(doc) == {"open": "allowed"}
+
+
+def test_fixed_warmup_waits_and_says_so(listener):
+    host, port = listener
+    code, doc, _ = run_agent({"version": 1, "timeout": 1, "warmup": 0.5, "checks": [
+        {"id": "open", "kind": "tcp", "host": host, "port": port}]})
+    assert code == 0 and doc is not None
+    assert doc["gate"]["opened"] == "fixed" and doc["gate"]["waited_ms"] >= 500
+
+
+def test_no_gate_and_no_warmup_probe_at_once_with_no_gate_report(listener):
+    host, port = listener
+    _, doc, _ = run_agent({"version": 1, "timeout": 1, "checks": [
+        {"id": "open", "kind": "tcp", "host": host, "port": port}]})
+    assert doc is not None and "gate" not in doc and verdicts(doc) == {"open": "allowed"}

@@ -11,10 +11,14 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agenthelp import result, run_agent, verdicts
@@ -133,3 +137,115 @@ def test_resolved_name_then_connects_through_the_search_list(pod: Pod) -> None:
     assert verdicts(doc) == {"db": "allowed", "db-dropped": "blocked", "missing": "nxdomain"}
     # one lookup served both checks to db
     assert sum(1 for q in zone.queries if q[1] == "db.default.svc.cluster.local" and q[2] == 1) == 1
+
+
+# -- the readiness gate on real packets: an enforcer that programs the pod ~1 s late
+
+
+def iptables(netns: str, *rule: str) -> None:
+    sh("ip", "netns", "exec", netns, "iptables", *rule)
+
+
+@contextmanager
+def for_the_first(seconds: float, netns: str, rule: list[str]) -> Iterator[None]:
+    """Insert `rule` at the top of the pod's OUTPUT chain now, remove it after `seconds`."""
+    iptables(netns, "-I", "OUTPUT", "1", *rule)
+    timer = threading.Timer(seconds, lambda: iptables(netns, "-D", "OUTPUT", *rule))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+
+
+@pytest.fixture
+def serving_port(pod: Pod) -> Iterator[int]:
+    """A listener on the host side that accepts (and closes) every connection, as a server does.
+
+    The fixture's other listeners never accept: a few gate rounds fill their backlog, and a
+    full accept queue drops SYNs -- a drop that is the test's doing, not a policy's.
+    """
+    server = socket.socket()
+    server.bind((pod.host_ip, 0))
+    server.listen(64)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def gated_and_ungated(pod: Pod, checks: list[dict[str, Any]], gate: dict[str, Any]
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the same checks twice at once: behind the gate, and straight away."""
+    gated = {"version": 1, "timeout": 1.0, "checks": checks, "gate": gate}
+    ungated = {"version": 1, "timeout": 1.0, "checks": checks}
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(run_agent, plan, netns=pod.netns) for plan in (gated, ungated)]
+        (code_g, doc_g, err_g), (code_u, doc_u, err_u) = (r.result() for r in runs)
+    assert code_g == 0 and doc_g is not None, err_g
+    assert code_u == 0 and doc_u is not None, err_u
+    return doc_g, doc_u
+
+
+def test_gate_waits_out_a_fail_closed_start_and_a_leak_still_shows(pod: Pod, serving_port: int) -> None:
+    # Calico-like: every packet of the new pod is dropped until its policy is programmed.
+    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]},
+              # expected deny but open: a real leak, deliberately not a gate check
+              {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
+    gate = {"bound": 6, "connect": ["allowed"], "block": ["denied"]}
+    with for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]):
+        gated, ungated = gated_and_ungated(pod, checks, gate)
+    # Straight away, the leak hides behind the start-up drop: a green deny that is false.
+    assert verdicts(ungated)["leak"] == "blocked" and verdicts(ungated)["allowed"] == "blocked"
+    # Behind the gate, the real checks ran once packets flowed and saw what is there.
+    assert verdicts(gated) == {"allowed": "allowed", "denied": "blocked", "leak": "allowed"}
+    report = gated["gate"]
+    assert report["opened"] == "condition-met" and report["rounds"] >= 2
+    assert 800 <= report["waited_ms"] <= 3000  # ~1 s of drops, then one round; not the 6 s bound
+    assert report["last"] == {"allowed": "allowed", "denied": "blocked"}
+
+
+def test_gate_waits_out_a_fail_open_start(pod: Pod, serving_port: int) -> None:
+    # Fail-open enforcer: the new pod is un-isolated until its policy is programmed.
+    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
+    gate = {"bound": 6, "connect": ["allowed"], "block": ["denied"]}
+    with for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "ACCEPT"]):
+        gated, ungated = gated_and_ungated(pod, checks, gate)
+    assert verdicts(ungated)["denied"] == "allowed"  # straight away: a leak that is not one
+    assert verdicts(gated) == {"allowed": "allowed", "denied": "blocked"}
+    report = gated["gate"]
+    assert report["opened"] == "condition-met" and report["rounds"] >= 2
+    assert 800 <= report["waited_ms"] <= 3000
+
+
+def test_gate_never_hides_a_leak_it_polls_it_reports_it_after_the_bound(pod: Pod, serving_port: int) -> None:
+    # The deny the gate polls connects for good: the gate cannot open on its condition, so it
+    # waits its bound -- then the real check runs anyway and reports the connection.
+    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+              {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
+    started = time.monotonic()
+    code, doc, err = run_agent({"version": 1, "timeout": 1.0, "checks": checks,
+                                "gate": {"bound": 1.5, "connect": ["allowed"], "block": ["leak"]}},
+                               netns=pod.netns)
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"allowed": "allowed", "leak": "allowed"}
+    assert doc["gate"]["opened"] == "bound-reached" and doc["gate"]["unmet"] == ["block"]
+    assert 1500 <= doc["gate"]["waited_ms"] <= 2000
+    assert time.monotonic() - started >= 1.5

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from probe.agent_protocol import plan_document
-from probe.model import Namespace, Selector, Source, Target, TargetKind, Verdict
+from probe.model import Expectation, Namespace, Selector, Source, Target, TargetKind, Verdict
 from probe.observe import observe
-from probe.plan import TargetPods, make_plans
+from probe.plan import GATE_CANDIDATES, TargetPods, make_plans
 from probe.pods import Identity, PodInfo, identity_labels, sample_pods
 from probe.probepod import PodSettings, ephemeral_container, probe_job
 
@@ -195,7 +195,8 @@ def test_agent_and_plan_travel_as_argv_data_not_through_a_shell(job):
     assert command[:2] == ["python3", "-c"]
     assert "def main(" in command[2]
     plan = json.loads(command[3])
-    assert plan["version"] == 1 and plan["warmup"] == 2
+    assert plan["version"] == 1 and plan["gate"] == {"bound": 2, "connect": [], "block": []}
+    assert "warmup" not in plan
     assert plan["checks"] == [{"id": "t0", "kind": "tcp", "host": "db", "port": 5432}]
 
 
@@ -218,3 +219,67 @@ def test_ephemeral_container_request_has_no_fields_the_api_rejects():
 def test_identity_describes_itself():
     ident = Identity.of(pod("a", {"app": "api", "pod-template-hash": "x"}, sa="api-sa"))
     assert ident.describe() == "shop/app=api sa=api-sa"
+
+
+# -- the readiness gate's checks (agent.run_gate polls them before the real checks)
+
+ALLOW, DENY = Expectation.ALLOW, Expectation.DENY
+WEB = Source(name="web", namespace=NS, selector=Selector.from_labels({"app": "api"}))  # same identity as API
+DNS = Target(name="dns", kind=TargetKind.DNS, host="kubernetes.default")
+INTERNET = Target(name="internet", kind=TargetKind.TCP, host="203.0.113.10", port=443)
+SITE = Target(name="site", kind=TargetKind.HTTP, host="https://example.com/")
+SITE_IP = Target(name="site-ip", kind=TargetKind.HTTP, host="http://203.0.113.10:8080/")
+
+
+def gate_of(targets, expect, sources=(API,), pods=None, **kw):
+    source = pod("api-1", {"app": "api"})
+    by_source = {s.name: [source] for s in sources}
+    plan = make_plans(list(sources), by_source, targets, pods or {}, timeout=2.0, warmup=3.0,
+                      expect=expect, **kw)[0]
+    return plan, plan_document(plan)
+
+
+def test_gate_polls_an_expected_allow_and_an_expected_deny_check():
+    plan, doc = gate_of([DNS, DB, INTERNET], {("api", "dns"): ALLOW, ("api", "db"): DENY,
+                                              ("api", "internet"): ALLOW})
+    ids = {plan.refs[c].target: c for c in plan.refs}
+    # connect: DNS before an IP address; block: the only deny
+    assert doc["gate"] == {"bound": 3.0, "connect": [ids["dns"], ids["internet"]], "block": [ids["db"]]}
+
+
+def test_gate_prefers_dns_then_target_pods_then_names_then_ip_addresses():
+    dbpods = TargetPods(target="db-pods", pods=(pod("db-0", {"app": "db"}, ip="10.0.0.9"),), total=1)
+    targets = [SITE_IP, INTERNET, DB, DBPODS, SITE, DNS]
+    expect = {("api", t.name): DENY for t in targets}
+    plan, doc = gate_of(targets, expect, pods={"db-pods": dbpods})
+    names = [plan.refs[c].target for c in doc["gate"]["block"]]
+    assert len(names) == GATE_CANDIDATES == 3
+    assert names == ["dns", "db-pods", "db"]  # then site (a name), then the IP addresses
+    assert doc["gate"]["connect"] == []
+
+
+def test_a_target_the_sources_of_one_probe_pod_disagree_on_is_no_gate_check():
+    # api and web share an identity, so one probe pod stands for both: for db they disagree.
+    plan, doc = gate_of([DB, DNS], {("api", "db"): ALLOW, ("web", "db"): DENY,
+                                   ("api", "dns"): ALLOW, ("web", "dns"): ALLOW}, sources=(API, WEB))
+    assert plan.sources == ("api", "web")
+    assert [plan.refs[c].target for c in doc["gate"]["connect"]] == ["dns"]
+    assert doc["gate"]["block"] == []
+
+
+def test_fixed_warmup_mode_sends_a_plain_wait_and_no_gate():
+    _, doc = gate_of([DNS], {("api", "dns"): ALLOW}, warmup_mode="fixed")
+    assert doc["warmup"] == 3.0 and "gate" not in doc
+
+
+def test_no_warmup_means_neither_gate_nor_wait():
+    source = pod("api-1", {"app": "api"})
+    plan = make_plans([API], {"api": [source]}, [DNS], {}, timeout=2.0, warmup=0.0,
+                      expect={("api", "dns"): ALLOW})[0]
+    doc = plan_document(plan)
+    assert "gate" not in doc and "warmup" not in doc
+
+
+def test_reprobe_plans_choose_gate_checks_among_their_own_checks():
+    plan, doc = gate_of([DNS, DB], {("api", "dns"): ALLOW, ("api", "db"): DENY}, only={"api": {"db"}})
+    assert set(plan.refs) == set(doc["gate"]["block"]) and doc["gate"]["connect"] == []

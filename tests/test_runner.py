@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,7 +15,8 @@ from probe.errors import Interrupted
 from probe.model import Namespace, Verdict
 from probe.pods import PodInfo
 from probe.probepod import PodSettings
-from probe.runner import Runner, RunOptions, cleanup_runs
+from probe.result import to_json
+from probe.runner import Runner, RunOptions, cleanup_runs, finish_cleanups
 from probe.spec import parse_spec
 
 FAST = RunOptions(warmup=0.0, pods=PodSettings(startup_timeout=2.0))
@@ -336,3 +339,59 @@ def test_results_too_big_for_the_termination_message_come_from_the_log(listener)
     result = Runner(cluster, spec, FAST).run()
     assert cluster.states[0].termination_message == ""  # > 4 KiB: the agent did not write it
     assert result.exit_code == 0 and len(result.cells) == 50
+
+
+def test_each_probe_pods_gate_is_chosen_from_the_expectations_and_reported(listener, closed_port):
+    cluster = FakeCluster(pods=pods("api") + pods("web"))
+    logged: list[str] = []
+    opts = RunOptions(warmup=5.0, pods=PodSettings(startup_timeout=2.0))
+    started = time.monotonic()
+    result = Runner(cluster, spec_for(listener[1], closed_port), opts, log=logged.append).run()
+    assert result.exit_code == 0, result.cells
+    # db is expected to connect and closed not to: the gate opens on its first round, far
+    # inside its 5 s bound
+    assert time.monotonic() - started < 4.5
+    gates = result.meta["gates"]
+    assert [(g["sources"], g["opened"], g["connect"], g["block"]) for g in gates] == [
+        (["api"], "condition-met", ["t0"], ["t1"]), (["web"], "condition-met", ["t0"], ["t1"])]
+    assert all(g["waited_ms"] < 2000 for g in gates)
+    assert any("probe pod 0 (api): gate waited" in line and "condition-met" in line for line in logged)
+    assert '"gates"' in to_json(result)
+
+
+def test_fixed_warmup_mode_waits_the_whole_warmup(listener, closed_port):
+    cluster = FakeCluster(pods=pods("api"))
+    opts = RunOptions(warmup=1.0, warmup_mode="fixed", pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, spec_for(listener[1], closed_port, sources=("api",)), opts).run()
+    assert [(g["opened"], g["waited_ms"] >= 1000) for g in result.meta["gates"]] == [("fixed", True)]
+
+
+class SlowDelete(FakeCluster):
+    """Deletion blocks until the test lets it go: shows who waits for it."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.release = threading.Event()
+
+    def delete_run(self, namespace, run_id):
+        assert self.release.wait(10)
+        super().delete_run(namespace, run_id)
+
+
+def test_background_cleanup_returns_the_result_first_and_finish_waits_for_the_deletion(
+        listener, closed_port):
+    cluster = SlowDelete(pods=pods("api"))
+    opts = RunOptions(warmup=0.0, background_cleanup=True, pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, spec_for(listener[1], closed_port, sources=("api",)), opts).run()
+    assert result.exit_code == 0 and cluster.deleted == []  # the result is there; deletion in flight
+    threading.Timer(0.3, cluster.release.set).start()
+    finish_cleanups()
+    assert cluster.deleted == [("default", result.run_id)]
+
+
+def test_background_cleanup_still_deletes_before_an_interrupt_propagates(listener, closed_port):
+    cluster = FakeCluster(pods=pods("api") + pods("web"), faults={5: "interrupt"})
+    opts = RunOptions(warmup=0.0, background_cleanup=True, pods=PodSettings(startup_timeout=2.0))
+    with pytest.raises(Interrupted):
+        Runner(cluster, spec_for(listener[1], closed_port), opts).run()
+    assert len(cluster.deleted) == 1
