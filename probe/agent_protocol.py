@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import Verdict
+from .model import AGENT_VERDICTS
 from .plan import ProbePlan
 
 PROTOCOL_VERSION = 1
+_AGENT_VERDICTS = frozenset(str(v) for v in AGENT_VERDICTS)
 
 
 def plan_document(plan: ProbePlan) -> dict[str, Any]:
@@ -66,7 +67,9 @@ def parse_agent_output(text: str) -> dict[str, dict[str, Any]]:
     for r in doc["results"]:
         if not isinstance(r, dict) or "id" not in r or "verdict" not in r:
             raise ValueError("agent result without id/verdict")
-        Verdict(r["verdict"])  # ValueError on an unknown verdict
+        for v in [r["verdict"], *(r.get("history") or [])]:
+            if v not in _AGENT_VERDICTS:  # `partial` and `no-endpoints` are the diff's, never the agent's
+                raise ValueError(f"agent result {r['id']!r}: unknown verdict {v!r}")
         out[str(r["id"])] = r
     return out
 

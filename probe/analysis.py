@@ -8,7 +8,6 @@ from the cluster (four LIST calls).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from .model import Expectation, Target, TargetKind
 from .pods import PodInfo
 from .policy import DNS_POD, EGRESS, INGRESS, Decision, Endpoint, Half, PolicyEngine
-from .services import service_for
+from .services import host_and_port, is_ip, service_for
 from .spec import Spec
 
 ALLOW, DENY = Expectation.ALLOW, Expectation.DENY
@@ -64,16 +63,8 @@ def resolve_target(target: Target, source_ns: str, pods: Sequence[PodInfo],
     """Where a target's connection lands, as policy sees it (after kube-proxy's DNAT)."""
     if target.kind is TargetKind.PODS:
         return Backend(pods=tuple((p, target.port) for p in target_pods))
-    host, port = target.host, target.port
-    if target.kind is TargetKind.HTTP:
-        m = re.match(r"^https?://(\[[^\]]+\]|[^/:]+)", host)
-        host = (m.group(1) if m else host).strip("[]")
-    try:
-        ipaddress.ip_address(host)
-        is_ip = True
-    except ValueError:
-        is_ip = False
-    if is_ip:
+    host, port = host_and_port(target) or (target.host, target.port)
+    if is_ip(host):
         for pod in pods:
             if pod.ip == host:
                 return Backend(pods=((pod, port),))

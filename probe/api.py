@@ -2,7 +2,7 @@
 
     import probe
     result = probe.run("expect.yaml", namespace="shop", image="python:3.12-alpine", attempts=2)
-    assert result.ok, result.to_table()
+    assert result.ok, probe.render(result, "table")
 """
 
 from __future__ import annotations

@@ -36,7 +36,9 @@ def expectations_from_baseline(spec: Spec, base: RunResult) -> tuple[dict[tuple[
             except KeyError:
                 raise InputError(f"baseline has no cell {s.name} → {t.name} (run {base.run_id or '?'}); "
                                  "was the spec changed since it was saved?") from None
-            expect[(s.name, t.name)] = Expectation.ALLOW if cell.observed is Verdict.ALLOWED else Expectation.DENY
+            certain = cell.match is not None and cell.observed is not Verdict.PARTIAL
+            expect[(s.name, t.name)] = Expectation.ALLOW if certain and cell.observed is Verdict.ALLOWED \
+                else Expectation.DENY
             note = ""
             if cell.match is None:
                 note = " (not probed in the baseline: assumed deny, so any connection is reported)"
@@ -54,6 +56,7 @@ def with_drift(result: RunResult, base: RunResult) -> RunResult:
             before = base.cell(cell.source, cell.target).observed
         except KeyError:
             continue
-        if before is not cell.observed and cell.observed is not Verdict.ERROR:
+        unknown = (Verdict.ERROR, Verdict.NO_ENDPOINTS)
+        if before is not cell.observed and before not in unknown and cell.observed not in unknown:
             drift.append((cell.source, cell.target, before, cell.observed))
     return replace(result, drift=tuple(drift), meta={**result.meta, "baseline_run_id": base.run_id})

@@ -59,9 +59,14 @@ def proof_of(target: Target, observed: Verdict) -> Proof | None:
 
 
 def sub_matches(target: Target, expected: Expectation, sub: SubResult, *, strict: bool = False) -> bool | None:
-    """One sub-check against the expectation; with `strict`, a DNS-only deny proves nothing."""
+    """One sub-check against the expectation.
+
+    With `strict` only a drop proves a deny: a DNS failure never tested the port, and an RST
+    or ICMP reply means the packet got through the network (on a dropping CNI such as Calico,
+    the policy let it pass and nothing listened).
+    """
     ok = matches(expected, sub.verdict)
-    if ok and expected is Expectation.DENY and strict and proof_of(target, sub.verdict) is Proof.NOT_RESOLVABLE:
+    if ok and expected is Expectation.DENY and strict and proof_of(target, sub.verdict) is not Proof.DROPPED:
         return None
     return ok
 
@@ -210,7 +215,7 @@ def explain(target: Target, expected: Expectation, observed: Verdict, detail: st
             strict: bool = False) -> str:
     """Why one verdict does not match, in words a user understands; '' when it matches."""
     ok = matches(expected, observed)
-    if ok and not (strict and expected is Expectation.DENY and proof_of(target, observed) is Proof.NOT_RESOLVABLE):
+    if ok and not (strict and expected is Expectation.DENY and proof_of(target, observed) is not Proof.DROPPED):
         return ""
     what = _what(target)
     host = target.host
@@ -219,9 +224,12 @@ def explain(target: Target, expected: Expectation, observed: Verdict, detail: st
     if observed is Verdict.NO_ENDPOINTS:
         return (f"{what} not probed — kube-proxy rejects connections to a Service without endpoints, "
                 f"which says nothing about the policy: {detail or 'the Service has no ready endpoints'}")
-    if ok:  # strict, and the deny rests on DNS only
+    if ok and observed is Verdict.DNS_TIMEOUT:  # strict, and the deny rests on DNS only
         return (f"{what} not probed (--strict): the name {host} did not resolve (DNS timed out), so "
                 "the port itself was never tested")
+    if ok:  # strict, and the deny rests on a reply (RST / ICMP)
+        return (f"{what} not probed (--strict): the connection was {observed} — the packet got through "
+                "the network and was answered, which a dropping policy never does")
     if observed is Verdict.NXDOMAIN:
         name = host if target.kind is not TargetKind.PODS else what
         return (f"{what} not tested: DNS says {name} does not exist (NXDOMAIN) — the name in "
@@ -262,15 +270,20 @@ def deciding_round(expected: Expectation, rounds: Sequence[Sequence[SubResult]])
     return len(rounds) - 1
 
 
-def needs_reprobe(expected: Expectation, rounds: Sequence[Sequence[SubResult]]) -> bool:
+def needs_reprobe(expected: Expectation, rounds: Sequence[Sequence[SubResult]], *,
+                  target: Target | None = None, strict: bool = False) -> bool:
     """--attempts: re-probe an expected-allow cell that did not connect, or a cell not probed.
 
     A connection on an expected-deny cell is final: re-probing it could only add history.
+    With `strict` (and the target known), a deny that rests on DNS alone counts as not probed.
     """
     if not rounds:
         return True
     if expected is Expectation.DENY and any(s.connected for subs in rounds for s in subs):
         return False
-    if any(s.verdict in _NOT_PROBED for s in rounds[-1]):
+    last = rounds[-1]
+    if any(s.verdict in _NOT_PROBED for s in last):
         return True
-    return expected is Expectation.ALLOW and combine(rounds[-1]) is not Verdict.ALLOWED
+    if target is not None and any(sub_matches(target, expected, s, strict=strict) is None for s in last):
+        return True
+    return expected is Expectation.ALLOW and combine(last) is not Verdict.ALLOWED

@@ -35,16 +35,17 @@ class Verdict(str, enum.Enum):
 
 AGENT_VERDICTS = frozenset(v for v in Verdict if v not in (Verdict.PARTIAL, Verdict.NO_ENDPOINTS))
 
-# Worst first: among sub-checks that all failed to connect, the cell shows the worst verdict.
+# Worst first: among sub-checks that all failed to connect, the cell shows the worst verdict —
+# the one with the weakest proof of a deny (DNS only, then RST/ICMP, then a drop).
 VERDICT_SEVERITY: tuple[Verdict, ...] = (
     Verdict.ERROR,
     Verdict.NO_ENDPOINTS,
     Verdict.PARTIAL,
-    Verdict.DNS_TIMEOUT,
     Verdict.NXDOMAIN,
-    Verdict.BLOCKED,
+    Verdict.DNS_TIMEOUT,
     Verdict.UNREACHABLE,
     Verdict.REFUSED,
+    Verdict.BLOCKED,
     Verdict.ALLOWED,
 )
 

@@ -7,7 +7,7 @@ never a summary: the diff decides the cell from all of them (README "Verdicts").
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .diff import combine
@@ -70,16 +70,23 @@ def merge_observations(observations: Iterable[Observation]) -> Observation:
                        elapsed_ms=max((o.elapsed_ms or 0) for o in items))
 
 
-# What a Service without ready endpoints turns a connection attempt into: kube-proxy rejects
-# (iptables) or drops it, whatever the policy says.
-_CONNECT_FAILURES = frozenset({Verdict.BLOCKED, Verdict.REFUSED, Verdict.UNREACHABLE})
+
+def _state(sub: SubResult) -> str:
+    if sub.connected:
+        return "connected"
+    return "unknown" if sub.verdict in (Verdict.ERROR, Verdict.NO_ENDPOINTS) else "failed"
 
 
-def without_proof(obs: Observation, why: str) -> Observation:
-    """The observation with every failed connection marked `no-endpoints` (it proves nothing).
+def evidence(obs: Observation) -> frozenset[tuple[str, str, str]]:
+    """What a round proved, per sub-check: (identity, destination, connected|failed|unknown).
 
-    A connection that was made still counts: it proves the path was open.
+    Two rounds of --settle agree when their evidence is equal; `blocked` then `refused` is the
+    same evidence (no connection), one identity leaking then another is not.
     """
-    subs = tuple(replace(s, verdict=Verdict.NO_ENDPOINTS, detail=f"{why}; the probe saw {s.verdict}: {s.detail}")
-                 if s.verdict in _CONNECT_FAILURES else s for s in obs.subresults)
-    return replace(obs, subresults=subs)
+    return frozenset((s.identity, s.pod, _state(s)) for s in obs.subresults)
+
+
+def conflicting(before: Observation, after: Observation) -> bool:
+    """A sub-check that connected in one round and, probed, failed in the other: unstable."""
+    seen = {(s.identity, s.pod): _state(s) for s in before.subresults}
+    return any({seen.get((s.identity, s.pod)), _state(s)} == {"connected", "failed"} for s in after.subresults)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .model import Expectation, Source, Target, TargetKind
 from .pods import Identity, PodInfo, group_identities
+from .services import Backend
 
 WARMUP_MODES = ("gate", "fixed")
 GATE_CANDIDATES = 3  # checks polled per gate condition (connect: one must connect; block: none may)
@@ -23,7 +24,7 @@ class CheckRef:
     """Which cell a check of a plan feeds."""
 
     target: str
-    pod: str = ""  # ns/name of the target pod, for pod-selector targets
+    pod: str = ""  # ns/name of the destination pod: a pod-selector target's pod, or a Service backend
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,9 +140,13 @@ def make_plans(
     timeout: float, timeouts: Mapping[str, float] | None = None, attempts: int = 1,
     per_pod: bool = False, only: Mapping[str, set[str]] | None = None, warmup: float = 0.0,
     warmup_mode: str = "gate", expect: Mapping[tuple[str, str], Expectation] | None = None,
-    first_index: int = 0,
+    first_index: int = 0, backends: Mapping[tuple[str, str], Sequence[Backend]] | None = None,
 ) -> list[ProbePlan]:
     """One plan per identity. `only` restricts a source to some targets (re-probes).
+
+    `backends[(target, namespace)]` are the ready backends of the Service a TCP/HTTP target
+    lands on from that namespace: each is probed directly too, beside the Service itself,
+    because a connection through the ClusterIP reaches only one of them.
 
     `warmup` bounds the readiness gate, whose checks come from `expect` (none: the gate
     has no candidate and waits the whole bound); with warmup_mode "fixed" it is a plain wait.
@@ -159,11 +164,29 @@ def make_plans(
             if not wanted:
                 continue
             mine = [c for c in checks if refs[c["id"]].target in wanted]
-        connect, block = gate_checks(mine, refs, names, expect or {})
+        mine_refs = {c["id"]: refs[c["id"]] for c in mine}
+        extra = _backend_checks(mine, mine_refs, ident.namespace, backends or {})
+        mine = [*mine, *(c for c, _ in extra)]
+        mine_refs.update({c["id"]: ref for c, ref in extra})
+        connect, block = gate_checks(mine, mine_refs, names, expect or {})
         plans.append(ProbePlan(index=first_index + len(plans), identity=ident, sources=tuple(names),
-                               example_pod=pod, checks=tuple(mine),
-                               refs={c["id"]: refs[c["id"]] for c in mine},
+                               example_pod=pod, checks=tuple(mine), refs=mine_refs,
                                timeout=timeout, attempts=attempts, warmup=warmup,
                                warmup_mode=warmup_mode, gate_connect=connect, gate_block=block))
     return plans
 
+
+
+def _backend_checks(checks: Sequence[Mapping[str, Any]], refs: Mapping[str, CheckRef], namespace: str,
+                    backends: Mapping[tuple[str, str], Sequence[Backend]]) -> list[tuple[dict[str, Any], CheckRef]]:
+    """A direct TCP check per ready backend of the Service behind each check (from `namespace`)."""
+    out: list[tuple[dict[str, Any], CheckRef]] = []
+    for check in checks:
+        ref = refs[check["id"]]
+        if ref.pod:
+            continue
+        extra = {"timeout": check["timeout"]} if "timeout" in check else {}
+        for i, b in enumerate(backends.get((ref.target, namespace), ())):
+            out.append(({"id": f"{check['id']}b{i}", "kind": "tcp", "host": b.ip, "port": b.port, **extra},
+                        CheckRef(target=ref.target, pod=b.pod)))
+    return out

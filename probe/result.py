@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .diff import combine, matches
 from .errors import InputError
 from .model import Cell, Expectation, Proof, RunResult, SubResult, Verdict
 
@@ -85,18 +86,28 @@ def _sub_from_dict(raw: Mapping[str, Any]) -> SubResult:
                      detail=str(raw.get("detail", "")), proof=Proof(proof) if proof else None)
 
 
-def _cell_from_dict(raw: Mapping[str, Any]) -> Cell:
-    if "subresults" in raw:
+def _cell_from_dict(raw: Mapping[str, Any], version: int) -> Cell:
+    match = raw["match"]
+    if match is not None and not isinstance(match, bool):
+        raise ValueError(f"match: expected true, false or null, got {match!r}")
+    expected, observed = Expectation(raw["expected"]), Verdict(raw["observed"])
+    if version >= 2:
         subs = tuple(_sub_from_dict(s) for s in raw["subresults"])
-    else:  # version 1: per-pod verdicts only
+    else:
+        # Version 1 summarised a pod-selector cell with its worst verdict, so a deny cell in
+        # which one pod connected was saved as a match: judge it again from its pods.
         subs = tuple(SubResult(pod=str(p["pod"]), verdict=Verdict(p["verdict"])) for p in raw.get("pods", []))
+        if subs:
+            observed = combine(subs)
+            again = False if observed is Verdict.PARTIAL else matches(expected, observed)
+            match = again if again is False or match is not None else None
     proof = raw.get("proof")
     return Cell(
         source=str(raw["source"]),
         target=str(raw["target"]),
-        expected=Expectation(raw["expected"]),
-        observed=Verdict(raw["observed"]),
-        match=raw["match"] if raw["match"] in (True, False, None) else bool(raw["match"]),
+        expected=expected,
+        observed=observed,
+        match=match,
         detail=str(raw.get("detail", "")),
         reason=str(raw.get("reason", "")),
         attempts=int(raw.get("attempts", 1)),
@@ -122,7 +133,7 @@ def from_dict(doc: Any, origin: str = "<result>") -> RunResult:
     cells = []
     for i, raw in enumerate(cells_raw):
         try:
-            cells.append(_cell_from_dict(raw))
+            cells.append(_cell_from_dict(raw, int(doc["version"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{origin}: cells[{i}]: invalid cell ({exc!r})") from None
     sources = doc.get("sources") or list(dict.fromkeys(c.source for c in cells))

@@ -22,13 +22,13 @@ from typing import Any
 from . import diff
 from .agent_protocol import parse_agent_elapsed, parse_agent_gate, parse_agent_output
 from .cluster import Cluster, ProbePodState
-from .errors import InputError, Interrupted, PermissionDenied, ProbeError
-from .model import Cell, Expectation, RunResult, Target, TargetKind, Verdict
-from .observe import Observation, failed, merge_observations, observe, without_proof
+from .destinations import Destinations
+from .errors import InputError, Interrupted, ProbeError
+from .model import Cell, Expectation, RunResult, Target, TargetKind
+from .observe import Observation, conflicting, evidence, failed, merge_observations, observe
 from .plan import ProbePlan, TargetPods, make_plans
 from .pods import RUN_LABEL, PodInfo, sample_pods
 from .probepod import PodSettings, ephemeral_container, job_name, probe_job
-from .services import endpointless, service_namespaces
 from .spec import Spec
 
 Progress = Callable[[str], None]
@@ -137,10 +137,8 @@ class Runner:
         self._deadline = 0.0
         self._probe_pod_count = 0  # probe pods launched, all rounds
         self._identities = 0  # network identities probed in the first round
-        self._services: list[dict[str, Any]] = []
-        self._endpoint_reads: list[list[dict[str, Any]]] = []  # Endpoints, read before and after probing
-        self._endpoints_unknown = ""  # why Endpoints could not be read (then Service denies are unproven)
-        self._service_scope: set[str] | None = set()
+        self._targets = {t.name: t for t in spec.targets}
+        self.destinations = Destinations(cluster, spec.targets, max_pods=options.max_target_pods)
         self._unstable: set[tuple[str, str]] = set()
         self._gates: list[dict[str, Any]] = []  # each probe pod's readiness gate (agent report)
         self._created_at: dict[int, float] = {}  # probe pod index -> when its Job was created (-v)
@@ -185,40 +183,6 @@ class Runner:
                 problems.append(f"target {target.name}: no running pod matches {target.selector} "
                                 f"in namespace {ns}")
         return pods_by_source, target_pods, problems
-
-    # -- Services behind the targets (a refused connection to one without endpoints proves nothing)
-
-    def _read_services(self, pods_by_source: Mapping[str, list[PodInfo]]) -> None:
-        source_ns = {p.namespace for pods in pods_by_source.values() for p in pods}
-        self._service_scope = service_namespaces(self.spec.targets, source_ns)
-        scope: list[str | None] = [None] if self._service_scope is None else [*sorted(self._service_scope)]
-        for ns in scope:
-            self._services += self.cluster.list_services(ns)
-        self._read_endpoints()
-
-    def _read_endpoints(self) -> None:
-        if not self._services or self._endpoints_unknown:
-            return
-        scope: list[str | None] = [None] if self._service_scope is None else [
-            *sorted({str((s.get("metadata") or {}).get("namespace")) for s in self._services})]
-        try:
-            self._endpoint_reads.append([e for ns in scope for e in self.cluster.list_endpoints(ns)])
-        except PermissionDenied as exc:
-            self._endpoints_unknown = (f"cannot tell whether the Service has ready endpoints ({exc}); "
-                                       "grant `list endpoints` (deploy/rbac.yaml)")
-            self.warnings.append(f"Service targets: {self._endpoints_unknown} — their failed connections "
-                                 "are reported as not probed")
-
-    def _no_endpoints_reason(self, target: Target, namespace: str) -> str:
-        """Why a failed connection from `namespace` to `target` proves nothing ('' when it may)."""
-        if self._endpoints_unknown:
-            # Without Endpoints every Service target is suspect: judge it as if it had none.
-            return self._endpoints_unknown if endpointless(target, namespace, self._services, []) else ""
-        for endpoints in self._endpoint_reads:
-            why = endpointless(target, namespace, self._services, endpoints)
-            if why:
-                return why
-        return ""
 
     # -- one round of probe pods
 
@@ -408,13 +372,14 @@ class Runner:
             with _sigterm_as_interrupt():
                 discovery_started = time.monotonic()
                 pods_by_source, target_pods, problems = self.discover()
-                self._read_services(pods_by_source)
+                self.destinations.read({p.namespace for ps in pods_by_source.values() for p in ps}, target_pods)
+                self.warnings += self.destinations.warnings
                 self.log(f"discovery: {time.monotonic() - discovery_started:.2f}s")
                 self.log(f"run {self.run_id}: {sum(map(len, pods_by_source.values()))} source pod(s), "
                          f"{len(self.spec.targets)} target(s)")
                 only: dict[str, set[str]] | None = None
                 rounds = 0
-                previous: dict[tuple[str, str], Verdict] | None = None
+                previous: dict[tuple[str, str], frozenset[tuple[str, str, str]]] | None = None
                 settle_deadline = started + (self.options.settle or 0)
                 while True:
                     rounds += 1
@@ -423,14 +388,16 @@ class Runner:
                     self.log(f"round {rounds}: {len(current)} cell(s) probed in "
                              f"{time.monotonic() - round_started:.1f}s")
                     if self.options.settle:
-                        verdicts = {k: v[-1].verdict for k, v in history.items()}
-                        if verdicts == previous:
+                        # Rounds agree when every sub-check saw the same: connected, failed or unknown.
+                        seen = {k: evidence(v[-1]) for k, v in history.items()}
+                        if seen == previous:
                             break
                         settle_s = round_started - started  # the last round that changed something
-                        previous = verdicts
+                        previous = seen
                         if rounds >= 2 and time.monotonic() >= settle_deadline:
-                            # Do not choose a round: the cells still changing are reported as such.
-                            self._unstable = {k for k, v in history.items() if v[-1].verdict != v[-2].verdict}
+                            # Do not choose a round: the cells whose evidence conflicts are unstable.
+                            self._unstable = {k for k, v in history.items()
+                                              if len(v) >= 2 and conflicting(v[-2], v[-1])}
                             self.warnings.append(f"--settle: the cluster did not settle within "
                                                  f"{self.options.settle:g}s: {len(self._unstable)} cell(s) "
                                                  "still changing (listed as unstable)")
@@ -443,7 +410,6 @@ class Runner:
                     only = self._needing_reprobe(history)
                     if not only:
                         break
-                self._read_endpoints()
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted: run {self.run_id} stopped; its probe pods were removed"
                               if not self.options.keep else
@@ -472,11 +438,13 @@ class Runner:
         plans = make_plans(self.spec.sources, pods_by_source, probe_targets, target_pods,
                            timeout=self.timeout, timeouts=self.spec.timeouts, per_pod=self.options.per_pod,
                            only=only, warmup=self.options.warmup, first_index=self._probe_pod_count,
-                           warmup_mode=self.options.warmup_mode, expect=self.expect)
+                           warmup_mode=self.options.warmup_mode, expect=self.expect,
+                           backends=self.destinations.backends)
         self._probe_pod_count += len(plans)
         if only is None:
             self._identities = max(self._identities, len(plans))
         rnd = self.probe_round(plans)
+        self.destinations.refresh(target_pods)
         by_name = {t.name: t for t in self.spec.targets}
         per_cell: dict[tuple[str, str], list[Observation]] = {}
         for plan in plans:
@@ -487,11 +455,13 @@ class Runner:
                     obs = failed(who, rnd.failures[plan.index])
                 else:
                     obs = results.get(target) or failed(who, "no result")
-                    why = self._no_endpoints_reason(by_name[target], plan.identity.namespace)
-                    if why:
-                        obs = without_proof(obs, why)
+                    obs = replace(obs, subresults=self.destinations.unproven(
+                        obs.subresults, by_name[target], plan.identity.namespace))
                 for source in plan.sources:
-                    per_cell.setdefault((source, target), []).append(obs)
+                    # A re-probe round counts only for the cells it was run for: a plan that
+                    # stands for several sources may probe a target for one of them only.
+                    if only is None or target in only.get(source, set()):
+                        per_cell.setdefault((source, target), []).append(obs)
         current = {}
         for key, observations in per_cell.items():
             merged = merge_observations(observations)
@@ -503,7 +473,8 @@ class Runner:
         """--attempts: expected-allow cells that did not connect, and cells not probed."""
         out: dict[str, set[str]] = {}
         for (src, tgt), observations in history.items():
-            if diff.needs_reprobe(self.expect[(src, tgt)], [o.subresults for o in observations]):
+            if diff.needs_reprobe(self.expect[(src, tgt)], [o.subresults for o in observations],
+                                  target=self._targets[tgt], strict=self.options.strict):
                 out.setdefault(src, set()).add(tgt)
         return out
 
@@ -522,6 +493,13 @@ class Runner:
                 if deciding < len(rounds) - 1:
                     reason += (f" [connected in round {deciding + 1} of {len(rounds)}; a connection is "
                                "proof, later rounds cannot undo it]")
+                sampled = self.destinations.sampled.get(target.name)
+                if sampled:
+                    note = (f"probed {sampled[0]} of {sampled[1]} pods (--max-target-pods): a deny holds "
+                            "for those only")
+                    j = replace(j, detail=f"{j.detail} [{note}]")
+                    if self.options.strict and j.match is True and expected is Expectation.DENY:
+                        match, reason = None, f"not probed (--strict): {note}"
                 unstable = key in self._unstable
                 if unstable:
                     match = False

@@ -47,6 +47,8 @@ class FakeCluster:
 
     def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]:
         self.api_calls += 1
+        if "services" in self.forbidden:
+            raise PermissionDenied("list services: forbidden (HTTP 403): services is forbidden")
         return [s for s in self.services if namespace in (None, s["metadata"]["namespace"])]
 
     def list_endpoints(self, namespace: str | None = None) -> list[dict[str, Any]]:

@@ -395,3 +395,108 @@ def test_background_cleanup_still_deletes_before_an_interrupt_propagates(listene
     with pytest.raises(Interrupted):
         Runner(cluster, spec_for(listener[1], closed_port), opts).run()
     assert len(cluster.deleted) == 1
+
+
+def test_endpoints_that_vanish_while_probing_make_the_deny_unproven(closed_port):
+    svc, ep = _service(closed_port, ["10.0.9.9"])
+    cluster = FakeCluster(pods=pods("api"), services=[svc], endpoints=[ep])
+    cluster.on_create = lambda index: cluster.endpoints.clear()  # scaled to zero mid-run
+    result = Runner(cluster, _one_target_spec(closed_port, "deny"), FAST).run()
+    db = result.cell("api", "db")
+    assert db.match is None and db.observed is Verdict.NO_ENDPOINTS and result.exit_code == 3
+
+
+def test_every_ready_backend_of_a_service_is_probed_and_one_open_backend_is_a_leak(listener):
+    # ClusterIP 127.0.0.3:80 (nothing there: refused) in front of db-a (127.0.0.1, listening)
+    # and db-b (127.0.0.2, closed). Through the ClusterIP, kube-proxy would pick one at random.
+    port = listener[1]
+    svc = {"metadata": {"name": "db", "namespace": "default"},
+           "spec": {"clusterIP": "127.0.0.3", "ports": [{"port": 80, "targetPort": port}], "selector": {"app": "db"}}}
+    ep = {"metadata": {"name": "db", "namespace": "default"},
+          "subsets": [{"addresses": [{"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": "db-a"}},
+                                     {"ip": "127.0.0.2", "targetRef": {"kind": "Pod", "name": "db-b"}}],
+                       "ports": [{"port": port}]}]}
+    cluster = FakeCluster(pods=pods("api"), services=[svc], endpoints=[ep])
+    result = Runner(cluster, parse_spec(textwrap.dedent("""\
+        version: 1
+        defaults: {timeout: 1s}
+        sources: [{name: api, selector: {app: api}}]
+        targets:
+          - {name: db, tcp: "127.0.0.3:80"}
+        expect: {api: {db: deny}}
+        """)), FAST).run()
+    db = result.cell("api", "db")
+    assert db.observed is Verdict.PARTIAL and db.match is False and result.exit_code == 1
+    assert [(s.pod, s.ip, s.verdict) for s in db.subresults] == [
+        ("", "", Verdict.REFUSED), ("default/db-a", "127.0.0.1", Verdict.ALLOWED),
+        ("default/db-b", "127.0.0.2", Verdict.REFUSED)]
+    assert "reached 1 of 3" in db.reason and "db-a" in db.reason
+
+
+def test_a_reprobe_for_one_source_never_replaces_another_sources_cell(closed_port):
+    # The canary identity stands for both sources; only canary → db (expected allow) is
+    # re-probed. all → db keeps its first round, with both of its identities.
+    api = [PodInfo(name="api-0", namespace=Namespace("default"), labels={"app": "api"}, ip="10.0.0.1"),
+           PodInfo(name="api-c", namespace=Namespace("default"), labels={"app": "api", "track": "canary"},
+                   ip="10.0.0.2")]
+    spec = parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources:
+          - {{name: all, selector: {{app: api}}}}
+          - {{name: canary, selector: {{track: canary}}}}
+        targets:
+          - {{name: db, tcp: "127.0.0.1:{closed_port}"}}
+        expect: {{all: {{db: deny}}, canary: {{db: allow}}}}
+        """))
+    result = Runner(FakeCluster(pods=api), spec, RunOptions(warmup=0.0, attempts=2,
+                                                           pods=PodSettings(startup_timeout=2.0))).run()
+    everyone = result.cell("all", "db")
+    assert everyone.attempts == 1 and len(everyone.subresults) == 2 and everyone.match is True
+    assert result.cell("canary", "db").attempts == 2
+
+
+def test_services_forbidden_make_service_like_targets_unproven(closed_port):
+    cluster = FakeCluster(pods=pods("api"), forbidden={"services"})
+    spec = parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: db, tcp: "127.0.0.1:{closed_port}"}}
+          - {{name: ext, tcp: "127.0.0.1:{closed_port}", external: true}}
+        expect: {{api: {{db: deny, ext: deny}}}}
+        """))
+    result = Runner(cluster, spec, FAST).run()
+    assert result.cell("api", "db").match is None  # an IP not marked external may be a ClusterIP
+    assert result.cell("api", "ext").match is True  # an external IP is never a Service
+    assert any("list services" in w and "deploy/rbac.yaml" in w for w in result.warnings)
+
+
+def test_sampled_pod_targets_say_so_and_strict_does_not_count_them(closed_port):
+    dbs = [PodInfo(name=f"db-{i}", namespace=Namespace("default"), labels={"app": "db"}, ip=f"127.0.0.{i + 1}")
+           for i in range(3)]
+    spec = parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: db-pods, tcp: {{selector: {{app: db}}, port: {closed_port}}}}}
+        expect: {{api: {{db-pods: deny}}}}
+        """))
+    loose = Runner(FakeCluster(pods=pods("api") + dbs), spec, RunOptions(
+        warmup=0.0, max_target_pods=2, pods=PodSettings(startup_timeout=2.0))).run()
+    cell = loose.cell("api", "db-pods")
+    assert cell.match is True and "probed 2 of 3 pods" in cell.detail
+    assert any("probed 2 of 3 pods" in w for w in loose.warnings)
+    strict = Runner(FakeCluster(pods=pods("api") + dbs), spec, RunOptions(
+        warmup=0.0, max_target_pods=2, strict=True, pods=PodSettings(startup_timeout=2.0))).run()
+    assert strict.cell("api", "db-pods").match is None  # refused, and sampled: nothing proven
+
+
+def test_settle_treats_blocked_then_refused_as_the_same_evidence(toggle, closed_port):
+    # refused (nothing listens), then the same; evidence = "no connection" both times: settled.
+    cluster = FakeCluster(pods=pods("api"))
+    opts = RunOptions(warmup=0.0, settle=30.0, pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, _one_target_spec(closed_port, "deny"), opts).run()
+    assert result.cell("api", "db").attempts == 2 and result.settle_s is not None

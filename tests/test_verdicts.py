@@ -219,3 +219,59 @@ def test_a_version_1_result_saved_by_netprobe_0_1_still_loads(tmp_path):
     assert r.cell("api", "db").observed is Verdict.DNS_TIMEOUT and r.exit_code == 1
     assert r.cell("api", "db-pods").subresults == (SubResult(pod="shop/db-0", verdict=B),)
     assert json.loads(render(r, "json"))["version"] == 2  # re-rendered in the current version
+
+
+def test_strict_counts_only_a_drop_as_proof():
+    assert diff.judge(DB, D, [ident("x", R)], strict=True).match is None
+    assert "answered, which a dropping policy never does" in diff.judge(DB, D, [ident("x", R)], strict=True).reason
+    assert diff.judge(DB, D, [ident("x", B)], strict=True).match is True
+
+
+def test_the_shown_verdict_of_a_deny_is_its_weakest_proof():
+    j = diff.judge(DBPODS, D, [pod("a", R), pod("b", B)])
+    assert j.observed is Verdict.REFUSED and j.proof is Proof.REJECTED
+
+
+def test_a_version_1_deny_cell_in_which_one_pod_connected_loads_as_the_mismatch_it_was():
+    v1 = {"version": 1, "sources": ["api"], "targets": ["db-pods"], "cells": [
+        {"source": "api", "target": "db-pods", "expected": "deny", "observed": "blocked", "match": True,
+         "pods": [{"pod": "shop/db-0", "verdict": "allowed"}, {"pod": "shop/db-1", "verdict": "blocked"}]}]}
+    r = from_dict(v1)
+    assert r.cell("api", "db-pods").observed is Verdict.PARTIAL and r.cell("api", "db-pods").match is False
+    assert r.exit_code == 1
+
+
+def test_a_match_that_is_not_a_boolean_is_rejected():
+    from probe.errors import InputError
+
+    bad = {"version": 2, "cells": [{"source": "a", "target": "b", "expected": "deny", "observed": "blocked",
+                                    "match": "false", "subresults": []}]}
+    with pytest.raises(InputError, match="match: expected true, false or null"):
+        from_dict(bad)
+
+
+def test_the_agent_may_not_claim_a_verdict_of_the_diff():
+    from probe.agent_protocol import parse_agent_output
+
+    for bad in ('{"version": 1, "results": [{"id": "t0", "verdict": "partial"}]}',
+                '{"version": 1, "results": [{"id": "t0", "verdict": "blocked", "history": ["no-endpoints"]}]}'):
+        with pytest.raises(ValueError, match="unknown verdict"):
+            parse_agent_output(bad)
+
+
+def test_a_baseline_cell_not_probed_or_partial_becomes_a_deny_expectation():
+    from probe.baseline import expectations_from_baseline, with_drift
+    from probe.spec import parse_spec
+
+    spec = parse_spec("version: 1\nsources: [{name: api, selector: {app: api}}]\n"
+                      "targets: [{name: a, tcp: 'a:1'}, {name: b, tcp: 'b:1'}, {name: c, tcp: 'c:1'}]\n")
+    base = RunResult(sources=("api",), targets=("a", "b", "c"), cells=(
+        Cell(source="api", target="a", expected=A, observed=OK, match=None),  # allowed, but partly unprobed
+        Cell(source="api", target="b", expected=D, observed=Verdict.PARTIAL, match=False),
+        Cell(source="api", target="c", expected=A, observed=OK, match=True)), run_id="b1")
+    expect, by = expectations_from_baseline(spec, base)
+    assert expect == {("api", "a"): D, ("api", "b"): D, ("api", "c"): A}
+    assert "not probed in the baseline" in by[("api", "a")]
+    now = RunResult(sources=("api",), targets=("a",), cells=(
+        Cell(source="api", target="a", expected=D, observed=Verdict.NO_ENDPOINTS, match=None),))
+    assert with_drift(now, base).drift == ()  # not probed now: no evidence of a change
