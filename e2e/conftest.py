@@ -76,6 +76,12 @@ def wait_gone(namespace: str, seconds: float = 60) -> list[str]:
 def _namespace(prefix: str) -> Iterator[str]:
     name = f"{prefix}-{secrets.token_hex(3)}"
     kubectl("create", "namespace", name)
+    # Bare pods are refused until the controller-manager has made the namespace's default
+    # ServiceAccount (seconds on a busy control plane); controllers retry, kubectl apply does not.
+    deadline = time.monotonic() + 60
+    while kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0 \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
     try:
         yield name
     finally:

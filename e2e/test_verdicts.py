@@ -87,12 +87,22 @@ def _cell(proc) -> dict:  # type: ignore[no-untyped-def]
     return doc["cells"][0]
 
 
+def _why(proc) -> str:  # type: ignore[no-untyped-def]
+    """The parts of a JSON result that explain an unexpected exit code."""
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        return proc.stdout + proc.stderr
+    return json.dumps({"cells": [{k: c[k] for k in ("observed", "match", "reason", "subresults")}
+                                 for c in doc["cells"]], "problems": doc["problems"]}, indent=1) + proc.stderr
+
+
 @pytest.mark.parametrize("expect", ["deny", "allow"])
 def test_a_target_whose_policy_admits_one_of_two_pods_is_partial(mixed: str, tmp_path: Path, expect: str) -> None:
     target = "{name: t, tcp: {selector: {app: web}, port: 8080}}"
     proc = netprobe("run", "-f", str(_spec(tmp_path, target, expect)), "-n", mixed, "--image", IMAGE,
                     "-o", "json")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 1, _why(proc)
     cell = _cell(proc)
     assert cell["observed"] == "partial" and cell["match"] is False
     # both identities of client: team=b reaches web-canary only; team=a (DNS only) reaches none
@@ -111,7 +121,7 @@ def test_a_source_with_two_identities_of_which_one_is_allowed_is_partial(mixed: 
     target = "{name: t, tcp: {selector: {app: web, track: canary}, port: 8080}}"
     proc = netprobe("run", "-f", str(_spec(tmp_path, target, expect)), "-n", mixed, "--image", IMAGE,
                     "-o", "json")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 1, _why(proc)
     cell = _cell(proc)
     assert cell["observed"] == "partial" and cell["match"] is False
     assert "connected from 1 of 2" in cell["reason"] or "reached 1 of 2" in cell["reason"], cell["reason"]
@@ -123,7 +133,7 @@ def test_a_source_with_two_identities_of_which_one_is_allowed_is_partial(mixed: 
 def test_a_service_with_no_ready_endpoints_is_not_probed_never_a_deny_match(mixed: str, tmp_path: Path) -> None:
     proc = netprobe("run", "-f", str(_spec(tmp_path, '{name: t, tcp: "empty:80"}', "deny")), "-n", mixed,
                     "--image", IMAGE, "-o", "json")
-    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.returncode == 3, _why(proc)
     cell = _cell(proc)
     assert cell["match"] is None and cell["proof"] is None
     assert "no ready endpoint" in cell["reason"]
