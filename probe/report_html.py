@@ -33,7 +33,9 @@ from .model import Cell, Proof, RunResult, Verdict
 # are grouped by namespace or name prefix, each group cell counting what it holds.
 MATRIX_LIMIT = 50
 # Mismatches listed with their full detail in the page itself; the rest get one line each.
-DETAILED_LIMIT = 100
+DETAILED_LIMIT = 30
+# Mismatches listed at all (one line each); the matrix and its filter show every one.
+LISTED_LIMIT = 250
 
 _MARK_OF_STATE = {"connected": "✓", "denied": "✗", "partial": "◐", "unprobed": "?"}
 
@@ -98,6 +100,7 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 .counts li{border:1px solid var(--line);border-radius:6px;padding:3px 9px}
 .counts li.bad{border-color:var(--bad);color:var(--bad);font-weight:700}
 .issues li{margin:3px 0}.issues summary{cursor:pointer}
+.issues ol{max-height:50vh;overflow:auto;padding-right:8px}
 .legend{display:flex;flex-wrap:wrap;gap:6px 14px;margin:8px 0;padding:0;list-style:none;color:var(--mute)}
 .legend .c{display:inline-block;width:auto;min-width:26px;height:22px;line-height:22px;padding:0 4px}
 .toolbar{display:none;gap:14px;align-items:center;flex-wrap:wrap;margin:10px 0;padding:8px;
@@ -116,7 +119,7 @@ white-space:nowrap;padding:0 3px}
 .c.f-connected{background:var(--connected)}.c.f-denied{background:var(--denied)}
 .c.f-partial{background:var(--partial)}
 .c.f-unprobed{background:repeating-linear-gradient(45deg,var(--unprobed),var(--unprobed) 4px,#fff8d0 4px,#fff8d0 8px)}
-.c.v-nxdomain{background:var(--nx)}
+.c.nx{background:var(--nx)}
 .c.s-mismatch{box-shadow:inset 0 0 0 3px var(--bad);color:var(--bad)}
 .c.drift{background-image:linear-gradient(225deg,#0550ae 0 7px,transparent 7px)}
 .c.empty{background:#fff;color:var(--mute);cursor:default}
@@ -124,9 +127,11 @@ white-space:nowrap;padding:0 3px}
 .c.sel{outline:3px solid #0969da}
 tr.hide,.hide{display:none}
 .g small{font-weight:400;color:var(--mute)}
-#np-detail{display:none;position:sticky;bottom:0;background:#fff;border:2px solid #0969da;border-radius:6px;
-padding:8px 12px;margin-top:10px;max-height:45vh;overflow:auto;box-shadow:0 -4px 12px rgba(0,0,0,.12)}
+#np-detail{display:none;position:fixed;left:0;right:0;bottom:0;z-index:10;background:#fff;
+border-top:3px solid #0969da;padding:8px 20px;max-height:42vh;overflow:auto;box-shadow:0 -4px 12px rgba(0,0,0,.15)}
 .js #np-detail.open{display:block}
+.js body.detail-open{padding-bottom:44vh}
+#np-detail button{float:right}
 #np-detail h3{margin:0 0 4px;font-size:15px}
 dl.d{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:4px 0}
 dl.d dt{color:var(--mute)}dl.d dd{margin:0;overflow-wrap:anywhere}
@@ -136,7 +141,7 @@ table.subs th,table.subs td{border:1px solid var(--line);padding:2px 6px;text-al
 .note{color:var(--mute)}
 @media print{
 body{padding:0;font-size:11px}.toolbar,#np-detail,.noprint{display:none!important}
-.scroll{overflow:visible;max-height:none;border:0}
+.scroll,.issues ol{overflow:visible;max-height:none;border:0}
 table.m thead th,table.m tbody th{position:static}
 td.c{-webkit-print-color-adjust:exact;print-color-adjust:exact;min-width:18px;height:18px}
 .status{-webkit-print-color-adjust:exact;print-color-adjust:exact}
@@ -150,6 +155,14 @@ _JS = r"""
   "use strict";
   var root = document.documentElement;
   var data = JSON.parse(document.getElementById("np-data").textContent);
+  if (data.fields) {  // cells travel as lists (CELL_FIELDS); -1 is "none"
+    data.cells = data.cells.map(function (row) {
+      if (!row) { return row; }
+      var c = {};
+      data.fields.forEach(function (f, k) { if (k < row.length && row[k] !== -1) { c[f] = row[k]; } });
+      return c;
+    });
+  }
   root.classList.add("js");
   var panel = document.getElementById("np-detail");
   var tables = Array.prototype.slice.call(document.querySelectorAll("table.m"));
@@ -165,7 +178,7 @@ _JS = r"""
     if (cls) { e.className = cls; }
     return e;
   }
-  function str(i) { return i === undefined || i === null ? "" : data.strings[i]; }
+  function str(i) { return i === undefined || i === null || i < 0 ? "" : data.strings[i]; }
   function pair(dl, term, value) {
     if (value === undefined || value === null || value === "") { return; }
     dl.appendChild(el("dt", term));
@@ -173,7 +186,7 @@ _JS = r"""
   }
   function gatesOf(c) {
     var ids = {};
-    (c.sub || []).forEach(function (s) { ids[str(s.i)] = true; });
+    (c.sub || []).forEach(function (s) { ids[str(s[1])] = true; });
     return (data.gates || []).filter(function (g) {
       return ids[g.identity] || (g.sources || []).indexOf(data.sources[c.s]) >= 0;
     });
@@ -187,7 +200,7 @@ _JS = r"""
     var body = t.createTBody();
     c.sub.forEach(function (s) {
       var r = body.insertRow();
-      [str(s.i), str(s.p), s.ip || "", s.v, s.pr || "", s.d === undefined ? c.d || "" : s.d].forEach(function (v) {
+      [str(s[1]), str(s[2]), str(s[3]), str(s[0]), str(s[5]), str(s[4] === -2 ? c.d : s[4])].forEach(function (v) {
         r.insertCell().textContent = v;
       });
     });
@@ -195,23 +208,23 @@ _JS = r"""
   }
   function runDetail(c) {
     var box = el("div");
-    box.appendChild(el("h3", data.sources[c.s] + " \u2192 " + data.targets[c.t] + ": " + stateWords[c.st]));
+    box.appendChild(el("h3", data.sources[c.s] + " \u2192 " + data.targets[c.t] + ": " + stateWords[str(c.st)]));
     var dl = el("dl", null, "d");
-    var by = str(c.by);
+    var by = (c.by || []).map(str).join("; ");
     var fromSpec = !by || by === "spec";
-    pair(dl, "expected", c.e + (fromSpec ? " (the spec)" : ""));
+    pair(dl, "expected", str(c.e) + (fromSpec ? " (the spec)" : ""));
     if (!fromSpec) {
       var policies = by.indexOf("policies: ") === 0;
       pair(dl, policies ? "decided by the policies" : "expected by", policies ? by.slice(10) : by);
     }
-    pair(dl, "observed", c.o + (c.u ? " (unstable: still changing between rounds)" : ""));
+    pair(dl, "observed", str(c.o) + (c.u ? " (unstable: still changing between rounds)" : ""));
     if (c.pr) { pair(dl, "deny proven", data.proofs[c.pr] || c.pr); }
-    pair(dl, "why", c.r);
-    pair(dl, "detail", c.d);
+    pair(dl, "why", str(c.r));
+    pair(dl, "detail", str(c.d));
     if (c.dr) {
       pair(dl, "baseline drift", c.dr[0] + " \u2192 " + c.dr[1] + " (baseline " + (data.baseline || "?") + ")");
     }
-    pair(dl, "rounds", String(c.a || 1) + (c.h ? " (" + c.h.join(", ") + ")" : " (" + c.o + ")"));
+    pair(dl, "rounds", String(c.a || 1) + " (" + (c.h ? c.h.join(", ") : str(c.o)) + ")");
     if (c.ms !== undefined) { pair(dl, "time", c.ms + " ms"); }
     gatesOf(c).forEach(function (g) {
       pair(dl, "gate wait", "probe pod " + g.probe_pod + ": " + ((g.waited_ms || 0) / 1000).toFixed(2) + "s, " +
@@ -242,13 +255,13 @@ _JS = r"""
     g.forEach(function (i) {
       var c = data.cells[i];
       ul.appendChild(el("li", data.sources[c.s] + " \u2192 " + data.targets[c.t] + ": " +
-                        stateWords[c.st] + " \u2014 " + (c.r || c.d || c.o)));
+                        stateWords[str(c.st)] + " \u2014 " + (str(c.r) || str(c.d) || str(c.o))));
     });
     if (!g.length) { ul.appendChild(el("li", "every cell of this group matches")); }
     box.appendChild(ul);
     return box;
   }
-  function hide() { panel.classList.remove("open"); }
+  function hide() { panel.classList.remove("open"); document.body.classList.remove("detail-open"); }
   function show(td) {
     if (!td || td.classList.contains("empty")) { return; }
     if (current) { current.classList.remove("sel"); }
@@ -266,6 +279,7 @@ _JS = r"""
     }
     panel.appendChild(box);
     panel.classList.add("open");
+    document.body.classList.add("detail-open");
   }
 
   // Keyboard: one tab stop per matrix (roving tabindex), arrows move, focus shows the detail.
@@ -273,7 +287,8 @@ _JS = r"""
   function focusCell(td) {
     if (!td) { return; }
     td.closest("table").querySelectorAll("td.c").forEach(function (x) { x.tabIndex = -1; });
-    td.tabIndex = 0; td.focus();
+    td.tabIndex = 0; td.focus({preventScroll: true});
+    td.scrollIntoView({block: "nearest", inline: "nearest"});
   }
   function resetTabStops() {
     tables.forEach(function (t) {
@@ -298,7 +313,11 @@ _JS = r"""
   }
   tables.forEach(function (table) {
     table.setAttribute("role", "grid");
-    table.querySelectorAll("td.c").forEach(function (td) { td.setAttribute("role", "gridcell"); });
+    table.querySelectorAll("td.c").forEach(function (td) {
+      td.setAttribute("role", "gridcell");
+      var c = td.hasAttribute("data-c") ? data.cells[+td.getAttribute("data-c")] : null;
+      if (c && c.l !== undefined && !td.hasAttribute("aria-label")) { td.setAttribute("aria-label", str(c.l)); }
+    });
     table.addEventListener("keydown", function (ev) {
       var td = ev.target.closest("td.c");
       if (!td) { return; }
@@ -450,9 +469,22 @@ class _Strings:
         return self._index[text]
 
 
+# A cell in the embedded data is a list in this order (an absent value is -1, trailing ones left
+# out): 2500 cells as objects with keys would be twice the size. The script zips it with CELL_FIELDS.
+CELL_FIELDS = ("s", "t", "e", "o", "st", "l", "ms", "d", "by", "sub", "r", "pr", "u", "a", "h", "dr")
+
+
+def _cell_row(fields: Mapping[str, Any]) -> list[Any]:
+    row = [fields.get(k, -1) for k in CELL_FIELDS]
+    while row and row[-1] == -1:
+        row.pop()
+    return row
+
+
 def _cell_data(cell: Cell, si: int, ti: int, strings: _Strings,
                drift: tuple[Verdict, Verdict] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"s": si, "t": ti, "e": str(cell.expected), "o": str(cell.observed), "st": _state(cell)}
+    out: dict[str, Any] = {"s": si, "t": ti, "e": strings(str(cell.expected)), "o": strings(str(cell.observed)),
+                           "st": strings(_state(cell)), "l": strings(_cell_label(cell, drift))}
     if cell.proof:
         out["pr"] = str(cell.proof)
     if cell.unstable:
@@ -462,28 +494,26 @@ def _cell_data(cell: Cell, si: int, ti: int, strings: _Strings,
         out["h"] = [str(v) for v in cell.history]
     if cell.elapsed_ms is not None:
         out["ms"] = cell.elapsed_ms
+    # Reasons and details repeat across a column (the same target, the same words), and a policy
+    # explanation is an egress part (per source) and an ingress part (per target): interned, 50 × 50
+    # stays small.
     if cell.reason:
-        out["r"] = cell.reason
-    if cell.detail:
-        out["d"] = cell.detail
+        out["r"] = strings(cell.reason)
+    if cell.detail and len(cell.subresults) <= 1:
+        # Several sub-checks: the cell's detail summarises them, and the sub-check table shows each.
+        out["d"] = strings(cell.detail)
     if cell.expected_by:
-        out["by"] = strings(cell.expected_by)
+        out["by"] = [strings(part) for part in cell.expected_by.split("; ")]
     if drift:
         out["dr"] = [str(drift[0]), str(drift[1])]
+    # Sub-checks are many (identities × target pods): [verdict, identity, pod, ip, detail, proof] as
+    # string-table indexes, -1 for none; a lone sub-check's detail is the cell's (-2: not repeated).
     subs = []
     for s in cell.subresults:
-        sub: dict[str, Any] = {"v": str(s.verdict)}
-        if s.identity:
-            sub["i"] = strings(s.identity)
-        if s.pod:
-            sub["p"] = strings(s.pod)
-        if s.ip:
-            sub["ip"] = s.ip
-        if s.detail != cell.detail:  # one sub-check: its detail is the cell's, do not repeat it
-            sub["d"] = s.detail
-        if s.proof:
-            sub["pr"] = str(s.proof)
-        subs.append(sub)
+        subs.append([strings(str(s.verdict)), strings(s.identity) if s.identity else -1,
+                     strings(s.pod) if s.pod else -1, strings(s.ip) if s.ip else -1,
+                     -2 if s.detail == cell.detail else strings(s.detail),
+                     strings(str(s.proof)) if s.proof else -1])
     if subs:
         out["sub"] = subs
     return out
@@ -613,6 +643,8 @@ def _issue_lists(result: RunResult, index: Mapping[tuple[str, str], int],
             head = f"<span class=\"mono\">{escape(c.source)} → {escape(c.target)}</span>: {escape(why(c))}"
             if linked:
                 head += f" <a class=\"noprint\" href=\"#c-{i}\">in the matrix</a>"
+            if n >= LISTED_LIMIT:
+                break
             if n < DETAILED_LIMIT:
                 out.append(f"<li id=\"d-{i}\" data-c=\"{i}\"><details><summary>{head}</summary>"
                            f"{_detail_dl(c, drifts.get((c.source, c.target)), gates, baseline)}</details></li>")
@@ -620,8 +652,10 @@ def _issue_lists(result: RunResult, index: Mapping[tuple[str, str], int],
                 out.append(f"<li id=\"d-{i}\" data-c=\"{i}\">{head}</li>")
         out.append("</ol>")
         if len(cells) > DETAILED_LIMIT:
-            out.append(f"<p class=\"note\">The first {DETAILED_LIMIT} carry their detail here; every cell's "
-                       "detail is in the matrix below and in the JSON result.</p>")
+            shown = min(len(cells), LISTED_LIMIT)
+            out.append(f"<p class=\"note\">{shown} of {len(cells)} listed, the first {DETAILED_LIMIT} with their "
+                       "detail; the matrix below marks every one (filter: only mismatches) and the JSON result "
+                       "has them all.</p>")
         out.append("</section>")
 
     if result.mismatches:
@@ -644,7 +678,7 @@ def _issue_lists(result: RunResult, index: Mapping[tuple[str, str], int],
 def _legend() -> str:
     items = [("f-connected", "✓", "connected / resolved"), ("f-denied", "✗", "not connected"),
              ("f-partial", "◐", "partial: some sub-checks connected"), ("f-unprobed", "?", "not probed"),
-             ("f-denied v-nxdomain", "✗", "nxdomain: the name does not exist"),
+             ("f-denied nx", "✗", "nxdomain: the name does not exist"),
              ("f-denied s-mismatch", "✗‼", "‼ differs from the expectation"),
              ("f-connected", "✓~", "~ unstable between rounds"),
              ("f-denied drift", "✗Δ", "Δ changed since the baseline")]
@@ -674,9 +708,13 @@ def _matrix(result: RunResult, index: Mapping[tuple[str, str], int],
                 continue
             cell = result.cells[i]
             drift = drifts.get((src, tgt))
-            classes = (f"c f-{_family(cell)} v-{cell.observed} s-{_state(cell)}"
+            classes = (f"c f-{_family(cell)} s-{_state(cell)}" + (" nx" if cell.observed is Verdict.NXDOMAIN else "")
                        + (" unstable" if cell.unstable else "") + (" drift" if drift else ""))
-            out.append(f"<td class=\"{classes}\" data-c=\"{i}\" aria-label=\"{escape(_cell_label(cell, drift))}\">"
+            # A matching cell's words are set by the script (50 × 50 stays small); what needs attention
+            # carries them in the markup, for readers without scripts too.
+            label = "" if cell.match is True and not drift and not cell.unstable else \
+                f" aria-label=\"{escape(_cell_label(cell, drift))}\""
+            out.append(f"<td class=\"{classes}\" data-c=\"{i}\"{label}>"
                        f"{mark(cell)}{_flags(cell, drift is not None)}</td>")
         out.append("</tr>")
     out.append("</tbody></table>")
@@ -693,8 +731,9 @@ def _group_key(name: str, namespace: str, use_namespace: bool) -> str:
 
 
 def _groups(names: Sequence[str], namespaces: Mapping[str, str]) -> dict[str, list[str]]:
-    """Group names by namespace when they span several; otherwise by name prefix."""
-    use_ns = len({namespaces.get(n, "") for n in names}) > 1
+    """Group names by namespace when most are known and they span several; otherwise by name prefix."""
+    known = [namespaces[n] for n in names if namespaces.get(n)]
+    use_ns = len(set(known)) > 1 and len(known) * 2 >= len(names)
     out: dict[str, list[str]] = {}
     for n in names:
         out.setdefault(_group_key(n, namespaces.get(n, ""), use_ns), []).append(n)
@@ -771,12 +810,12 @@ def render_html(result: RunResult) -> str:
         keep = set(range(len(result.cells)))
     src_index = {s: i for i, s in enumerate(result.sources)}
     tgt_index = {t: i for i, t in enumerate(result.targets)}
-    cells_data: list[dict[str, Any] | None] = [
-        _cell_data(c, src_index.get(c.source, -1), tgt_index.get(c.target, -1), strings,
-                   drifts.get((c.source, c.target))) if i in keep else None
+    cells_data: list[list[Any] | None] = [
+        _cell_row(_cell_data(c, src_index.get(c.source, -1), tgt_index.get(c.target, -1), strings,
+                             drifts.get((c.source, c.target)))) if i in keep else None
         for i, c in enumerate(result.cells)]
     data = {"kind": "run", "grouped": grouped, "sources": list(result.sources), "targets": list(result.targets),
-            "cells": cells_data, "strings": strings.items, "groups": data_groups,
+            "fields": CELL_FIELDS, "cells": cells_data, "strings": strings.items, "groups": data_groups,
             "proofs": {str(p): w for p, w in _PROOF_WORDS.items()}, "gates": gates,
             "baseline": str(result.meta.get("baseline_run_id") or "")}
     word = "PASS" if result.exit_code == 0 else "FAIL" if result.exit_code == 1 else "NOT PROBED"
