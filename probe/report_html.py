@@ -127,10 +127,16 @@ white-space:nowrap;padding:0 3px}
 .c.sel{outline:3px solid #0969da}
 tr.hide,.hide{display:none}
 .g small{font-weight:400;color:var(--mute)}
-#np-detail{display:none;position:fixed;left:0;right:0;bottom:0;z-index:10;background:#fff;
-border-top:3px solid #0969da;padding:8px 20px;max-height:42vh;overflow:auto;box-shadow:0 -4px 12px rgba(0,0,0,.15)}
+.mwrap{display:flex;gap:14px;align-items:flex-start}
+.mwrap>.col{flex:1 1 auto;min-width:0}
+#np-detail{display:none;flex:0 0 440px;position:sticky;top:8px;z-index:10;background:#fff;border:2px solid #0969da;
+border-radius:6px;padding:8px 12px;max-height:94vh;overflow:auto;box-shadow:0 4px 12px rgba(0,0,0,.12)}
 .js #np-detail.open{display:block}
+@media (max-width:1000px){
+.mwrap{display:block}
+#np-detail{position:fixed;left:0;right:0;bottom:0;top:auto;border-radius:0;border-width:3px 0 0;max-height:42vh}
 .js body.detail-open{padding-bottom:44vh}
+}
 #np-detail button{float:right}
 #np-detail h3{margin:0 0 4px;font-size:15px}
 dl.d{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:4px 0}
@@ -436,9 +442,14 @@ def _toolbar(row_noun: str, *, mismatches: bool = True) -> str:
     )
 
 
-_DETAIL_PANEL = ("<section id=\"np-detail\" aria-live=\"polite\" aria-label=\"cell detail\"></section>\n"
-                 "<p class=\"note noprint\">Select a cell (click, or Tab into the matrix and use the arrow "
-                 "keys) for its detail.</p>")
+_DETAIL_PANEL = "<section id=\"np-detail\" aria-live=\"polite\" aria-label=\"cell detail\"></section>"
+_HINT = ("<p class=\"note noprint\">Select a cell (click, or Tab into the matrix and use the arrow keys) for its "
+         "detail.</p>")
+
+
+def _beside_detail(*parts: str) -> str:
+    """The matrix (or matrices) with the detail panel beside it (below it on a narrow screen)."""
+    return f"<div class=\"mwrap\"><div class=\"col\">{''.join(parts)}</div>{_DETAIL_PANEL}</div>{_HINT}"
 
 
 # ------------------------------------------------------------------------ the run report
@@ -831,8 +842,8 @@ def render_html(result: RunResult) -> str:
         _facts(result), "</header>", "<main>", _issue_lists(result, index, drifts, gates, linked=not grouped),
         "<h2 id=\"np-matrix-title\">Matrix</h2>", _legend(), note,
         _toolbar("source group" if grouped else "source"),
-        f"<div class=\"scroll\" role=\"region\" aria-labelledby=\"np-matrix-title\" tabindex=\"-1\">{matrix}</div>",
-        _DETAIL_PANEL, "</main>"])
+        _beside_detail(f"<div class=\"scroll\" role=\"region\" aria-labelledby=\"np-matrix-title\" "
+                       f"tabindex=\"-1\">{matrix}</div>"), "</main>"])
     return _page(title, body, data)
 
 
@@ -906,7 +917,7 @@ def render_expect_html(doc: Mapping[str, Any]) -> str:
     body = "\n".join(["<header><h1>netprobe expect: computed connectivity</h1>",
                       f"<p>{len(pods)} pod(s); ✓ allowed, ✗ denied by the NetworkPolicies. Select a cell of the "
                       "expect section for the rule or policy that decided it.</p></header><main>",
-                      _toolbar("from", mismatches=False), *sections, _DETAIL_PANEL, "</main>"])
+                      _toolbar("from", mismatches=False), _beside_detail(*sections), "</main>"])
     data = {"kind": "expect", "cells": cells, "strings": []}
     return _page("netprobe expect", body, data)
 
