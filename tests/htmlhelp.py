@@ -105,7 +105,7 @@ class Page(HTMLParser):
                 if row is None:
                     cells.append(None)
                     continue
-                c = {f: v for f, v in zip(data["fields"], row) if v != -1}
+                c = {f: v for f, v in zip(data["fields"], row, strict=False) if v != -1}
                 for key in ("e", "o", "st", "l", "d", "r"):
                     if key in c:
                         c[key] = ref(c[key])
@@ -198,7 +198,8 @@ def sample_result() -> RunResult:
         Cell(source="worker", target="internet", expected=A, observed=Verdict.ERROR, match=None,
              detail="the probe pod failed: ImagePullBackOff",
              reason="internet (https://example.com) could not be probed: the probe pod failed: ImagePullBackOff",
-             subresults=(sub(Verdict.ERROR, identity="jobs/app=worker", detail="the probe pod failed: ImagePullBackOff"),)),
+             subresults=(sub(Verdict.ERROR, identity="jobs/app=worker",
+                             detail="the probe pod failed: ImagePullBackOff"),)),
     )
     return RunResult(
         sources=("api", "frontend", "worker"), targets=("db", "db-pods", "internet", "metrics"), cells=cells,

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from probe import report
-from probe.model import Cell, RunResult, Verdict
+from probe.model import RunResult, Verdict
 from probe.report_html import MATRIX_LIMIT, mark, render_expect_html, render_html
 from probe.result import to_json
 from tests.htmlhelp import Page, big_result, chromium, headless, outline, sample_result
@@ -78,7 +78,8 @@ def test_expect_report_structure_matches_the_golden_file():
      "blocked, expected deny, matches, deny proven dropped, drifted from refused"),
     ("api", "metrics", {"f-unprobed", "s-unprobed"}, "?", "no-endpoints, expected allow, not probed"),
     ("frontend", "db", {"f-connected", "s-mismatch"}, "✓‼", "allowed, expected deny, MISMATCH"),
-    ("frontend", "internet", {"f-connected", "s-match", "unstable"}, "✓~", "allowed, expected allow, matches, unstable"),
+    ("frontend", "internet", {"f-connected", "s-match", "unstable"}, "✓~",
+     "allowed, expected allow, matches, unstable"),
     ("frontend", "db-pods", {"f-denied", "s-match"}, "✗", "refused, expected deny, matches, deny proven rejected"),
     ("worker", "db", {"f-denied", "s-match"}, "✗", "dns-timeout, expected deny, matches, deny proven not-resolvable"),
     ("worker", "db-pods", {"f-denied", "nx", "s-mismatch"}, "✗‼", "nxdomain, expected allow, MISMATCH"),
@@ -437,3 +438,111 @@ def test_chromium_renders_the_grouped_view_and_fifty_by_fifty(tmp_path, artifact
         assert png_size(shot) == (1400, 1000)
         with capsys.disabled():
             print(f"\n  screenshot artifact: {shot}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from tests.cdp import Browser
+
+    if BROWSER is None:
+        pytest.skip("no chromium installed (apt-get install -y chromium; .ci/run installs it)")
+    b = Browser(BROWSER, size=(1300, 1000))
+    yield b
+    b.close()
+
+
+def active(browser) -> str:
+    return browser.js("(function(){var a=document.activeElement;return a.tagName+' '+(a.getAttribute('data-c')||'')"
+                      "+(a.getAttribute('data-g')||'')+' '+(a.id||'');})()")
+
+
+def panel_text(browser) -> str:
+    return browser.js("(function(){var p=document.getElementById('np-detail');"
+                      "return p.classList.contains('open') ? p.innerText : '';})()")
+
+
+def test_browser_keyboard_one_tab_stop_arrows_move_and_show_the_detail(browser, tmp_path):
+    result = sample_result()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(result), encoding="utf-8")
+    browser.open(page.as_uri())
+    browser.js("document.getElementById('np-namespace').focus()")
+    browser.key("Tab")  # into the matrix: its one tab stop is the first mismatch
+    first = next(i for i, c in enumerate(result.cells) if c.match is False)
+    assert active(browser) == f"TD {first} "
+    assert panel_text(browser).startswith("close (Esc)\napi → db-pods: MISMATCH")
+    browser.key("ArrowRight")  # api → internet
+    assert active(browser) == "TD 2 "
+    text = panel_text(browser)
+    assert "api → internet: matches" in text and "deny proven\ndropped" in text
+    assert "baseline drift\nrefused → blocked (baseline 0ld0ba5e)" in text
+    assert "decided by the policies\nshop/api is egress-isolated by shop/api-egress" in text
+    assert "gate wait\nprobe pod 0: 0.35s, condition-met" in text
+    browser.key("ArrowDown")  # frontend → internet: unstable, three rounds
+    text = panel_text(browser)
+    assert "frontend → internet: matches" in text and "rounds\n3 (blocked, allowed, allowed)" in text
+    assert "unstable: still changing between rounds" in text
+    browser.key("ArrowDown")  # worker → internet
+    browser.key("ArrowRight")  # past the last column: stays
+    assert "worker → internet: not probed" in panel_text(browser)
+    browser.key("Escape")
+    assert panel_text(browser) == ""
+    browser.key("Tab")  # Tab leaves the matrix: the cells are not 12 tab stops
+    assert not active(browser).startswith("TD")
+
+
+def test_browser_click_and_filters(browser, tmp_path):
+    result = sample_result()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(result), encoding="utf-8")
+    browser.open(page.as_uri())
+    i = next(k for k, c in enumerate(result.cells) if (c.source, c.target) == ("frontend", "db-pods"))
+    browser.click(f'td[data-c="{i}"]')
+    text = panel_text(browser)
+    assert "frontend → db-pods: matches" in text and "deny proven\nrejected — RST or ICMP" in text
+    assert "shop/app=frontend\tshop/db-0\t10.0.0.5\trefused\trejected\tconnection refused" in text
+    rows = "Array.prototype.filter.call(document.querySelectorAll('#np-matrix tbody tr'), " \
+           "function(r){return !r.classList.contains('hide')}).map(function(r){return r.dataset.name})"
+    cols = "Array.prototype.filter.call(document.querySelectorAll('#np-matrix thead th.t'), " \
+           "function(c){return !c.classList.contains('hide')}).map(function(c){return c.textContent})"
+    browser.click("#np-namespace")
+    browser.js("var s=document.getElementById('np-namespace'); s.value='jobs'; s.dispatchEvent(new Event('change'))")
+    assert browser.js(rows) == ["worker"]
+    browser.js("var s=document.getElementById('np-namespace'); s.value=''; s.dispatchEvent(new Event('change'))")
+    browser.click("#np-source")
+    for ch in "front":
+        browser.call("Input.insertText", session=True, text=ch)
+    assert browser.js(rows) == ["frontend"]
+    assert browser.js("document.getElementById('np-shown').textContent") == "showing 1 of 3 rows, 4 of 4 columns"
+    browser.js("var s=document.getElementById('np-source'); s.value=''; s.dispatchEvent(new Event('input'))")
+    browser.click("#np-only-bad")  # a real click on the checkbox
+    # every row has something to look at; columns: db (mismatch), db-pods, internet (drift, unstable,
+    # error) and metrics (not probed) all do too — so hide nothing that needs attention
+    assert browser.js(rows) == ["api", "frontend", "worker"]
+    good = replace(result, cells=tuple(c if c.source != "frontend" or c.unstable else replace(c, match=True)
+                                       for c in result.cells))
+    page.write_text(render_html(good), encoding="utf-8")
+    browser.open(page.as_uri())
+    browser.click("#np-only-bad")
+    assert "frontend" in browser.js(rows)  # its unstable cell still needs a look
+    calm = replace(good, cells=tuple(replace(c, unstable=False) if c.source == "frontend" else c
+                                     for c in good.cells))
+    page.write_text(render_html(calm), encoding="utf-8")
+    browser.open(page.as_uri())
+    browser.click("#np-only-bad")
+    assert browser.js(rows) == ["api", "worker"]
+    assert browser.js(cols) == ["db-pods", "internet", "metrics"]
+
+
+def test_browser_group_cell_lists_what_it_holds(browser, tmp_path):
+    result = big_result(120, 40)
+    page = tmp_path / "grouped.html"
+    page.write_text(render_html(result), encoding="utf-8")
+    browser.open(page.as_uri())
+    browser.click('td[data-g="0,0"]')
+    text = panel_text(browser)
+    bad = [c for c in result.cells if c.match is False and c.target == "backend-000" and c.source.startswith("team0-")]
+    assert text.startswith(f"close (Esc)\nteam0 → backend-000\n\n24 cells: {len(bad)} mismatch, 0 not probed, "
+                           f"{24 - len(bad)} match")
+    for c in bad:
+        assert f"{c.source} → backend-000: MISMATCH — {c.reason}" in text
