@@ -8,6 +8,7 @@ and review the diff: they are the page's structure, one element a line (CSS and 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -291,14 +292,6 @@ def test_the_content_security_policy_allows_only_the_pages_own_script():
     assert not re.search(r"\b(src|href)=\"(https?:)?//", html), "an external resource"
 
 
-def test_print_stylesheet_keeps_colours_and_drops_the_controls():
-    html = render_html(sample_result())
-    css = html[html.index("@media print"):html.index("</style>")]
-    assert ".toolbar,#np-detail,.noprint{display:none!important}" in css
-    assert "print-color-adjust:exact" in css and "position:static" in css  # no sticky headers on paper
-    assert 'addEventListener("beforeprint"' in html  # every mismatch's detail is opened for printing
-
-
 def test_expect_html_escapes_pod_names():
     doc = {"pods": [f"ns/{HOSTILE}"], "pod_to_pod": [{"port": 80, "protocol": "TCP",
                                                      "matrix": {f"ns/{HOSTILE}": {f"ns/{HOSTILE}": "allow"}}}],
@@ -546,3 +539,26 @@ def test_browser_group_cell_lists_what_it_holds(browser, tmp_path):
                            f"{24 - len(bad)} match")
     for c in bad:
         assert f"{c.source} → backend-000: MISMATCH — {c.reason}" in text
+
+
+def test_browser_printing_drops_the_controls_keeps_colours_and_opens_every_detail(browser, tmp_path, artifacts):
+    result = sample_result()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(result), encoding="utf-8")
+    browser.open(page.as_uri())
+    browser.click("td.c.s-mismatch")  # a panel open on screen must not end up on paper
+    details = "Array.prototype.map.call(document.querySelectorAll('details'), function(d){return d.open})"
+    assert browser.js(details) == [False] * 5
+    browser.call("Emulation.setEmulatedMedia", session=True, media="print")
+    style = "(function(s){var e=document.querySelector(s);return getComputedStyle(e).{}})({!r})"
+    assert browser.js(style.replace("{}", "display").replace("{!r}", "'.toolbar'")) == "none"
+    assert browser.js(style.replace("{}", "display").replace("{!r}", "'#np-detail'")) == "none"
+    assert browser.js(style.replace("{}", "position").replace("{!r}", "'#np-matrix thead th'")) == "static"
+    assert browser.js(style.replace("{}", "printColorAdjust").replace("{!r}", "'td.c'")) == "exact"
+    mismatch_bg = browser.js(style.replace("{}", "boxShadow").replace("{!r}", "'td.c.s-mismatch'"))
+    assert "200, 16, 46" in mismatch_bg  # the red frame of a mismatch prints
+    pdf = base64.b64decode(browser.call("Page.printToPDF", session=True, printBackground=True)["data"])
+    assert pdf[:5] == b"%PDF-"
+    (artifacts / "report-sample.pdf").write_bytes(pdf)
+    assert browser.js(details) == [True] * 5  # printing opened every mismatch's detail
+    browser.call("Emulation.setEmulatedMedia", session=True, media="")
