@@ -141,8 +141,10 @@ border-radius:6px;padding:8px 12px;max-height:94vh;overflow:auto;box-shadow:0 4p
 #np-detail h3{margin:0 0 4px;font-size:15px}
 dl.d{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:4px 0}
 dl.d dt{color:var(--mute)}dl.d dd{margin:0;overflow-wrap:anywhere}
-table.subs{border-collapse:collapse;margin:4px 0;font-size:12.5px}
-table.subs th,table.subs td{border:1px solid var(--line);padding:2px 6px;text-align:left;vertical-align:top}
+table.subs{border-collapse:collapse;margin:4px 0;font-size:12.5px;width:100%}
+table.subs th,table.subs td{border:1px solid var(--line);padding:2px 6px;text-align:left;vertical-align:top;
+overflow-wrap:break-word}
+table.subs th{white-space:nowrap}
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .note{color:var(--mute)}
 @media print{
@@ -198,17 +200,21 @@ _JS = r"""
     });
   }
   function subTable(c) {
+    // Columns no sub-check fills (no target pods, no proof) are left out, as in the mismatch list.
+    var heads = ["identity", "target pod", "address", "verdict", "proof", "detail"];
+    var rows = c.sub.map(function (s) {
+      return [str(s[1]), str(s[2]), str(s[3]), str(s[0]), str(s[5]), str(s[4] === -2 ? c.d : s[4])];
+    });
+    var used = heads.map(function (h, k) { return rows.some(function (r) { return r[k] !== ""; }); });
     var t = el("table", null, "subs");
     var head = t.createTHead().insertRow();
-    ["identity", "target pod", "address", "verdict", "proof", "detail"].forEach(function (h) {
-      var th = el("th", h); th.scope = "col"; head.appendChild(th);
+    heads.forEach(function (h, k) {
+      if (used[k]) { var th = el("th", h); th.scope = "col"; head.appendChild(th); }
     });
     var body = t.createTBody();
-    c.sub.forEach(function (s) {
+    rows.forEach(function (row) {
       var r = body.insertRow();
-      [str(s[1]), str(s[2]), str(s[3]), str(s[0]), str(s[5]), str(s[4] === -2 ? c.d : s[4])].forEach(function (v) {
-        r.insertCell().textContent = v;
-      });
+      row.forEach(function (v, k) { if (used[k]) { r.insertCell().textContent = v; } });
     });
     return t;
   }
@@ -631,12 +637,13 @@ def _detail_dl(cell: Cell, drift: tuple[Verdict, Verdict] | None, gates: Sequenc
     out = ["<dl class=\"d\">"] + [f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items] + ["</dl>"]
     if cell.subresults:
         out.append(f"<p>{len(cell.subresults)} sub-check(s): every identity × destination must match</p>")
-        out.append("<table class=\"subs\"><thead><tr><th scope=\"col\">identity</th><th scope=\"col\">target pod"
-                   "</th><th scope=\"col\">address</th><th scope=\"col\">verdict</th><th scope=\"col\">proof</th>"
-                   "<th scope=\"col\">detail</th></tr></thead><tbody>")
-        for s in cell.subresults:
-            out.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in (
-                s.identity, s.pod, s.ip, str(s.verdict), str(s.proof) if s.proof else "", s.detail)) + "</tr>")
+        heads = ("identity", "target pod", "address", "verdict", "proof", "detail")
+        rows = [(s.identity, s.pod, s.ip, str(s.verdict), str(s.proof) if s.proof else "", s.detail)
+                for s in cell.subresults]
+        used = [k for k in range(len(heads)) if any(r[k] for r in rows)]  # no empty columns
+        out.append("<table class=\"subs\"><thead><tr>" + "".join(f"<th scope=\"col\">{heads[k]}</th>" for k in used)
+                   + "</tr></thead><tbody>")
+        out += ["<tr>" + "".join(f"<td>{escape(r[k])}</td>" for k in used) + "</tr>" for r in rows]
         out.append("</tbody></table>")
     return "".join(out)
 

@@ -147,10 +147,12 @@ def test_a_mismatch_carries_its_full_detail_in_the_page():
     assert detail["expected"] == "allow (the spec)" and detail["observed"] == "partial"
     assert detail["why"].startswith("db-pods:5432 partly reachable — reached 2 of 3 pods")
     assert detail["gate wait"] == "probe pod 0: 0.35s, condition-met"
-    rows = [[td.text for td in tr.find_all("td")] for tr in li.one("table", cls="subs").find_all("tr")[1:]]
-    assert rows == [["shop/app=api", "shop/db-0", "10.0.0.5", "allowed", "", "connected to 10.0.0.5:5432"],
-                    ["shop/app=api", "shop/db-1", "10.0.0.6", "blocked", "", "timed out after 2s"],
-                    ["shop/app=api", "shop/db-2", "10.0.0.7", "allowed", "", "connected to 10.0.0.7:5432"]]
+    table = li.one("table", cls="subs")
+    assert [th.text for th in table.find_all("th")] == ["identity", "target pod", "address", "verdict", "detail"]
+    rows = [[td.text for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
+    assert rows == [["shop/app=api", "shop/db-0", "10.0.0.5", "allowed", "connected to 10.0.0.5:5432"],
+                    ["shop/app=api", "shop/db-1", "10.0.0.6", "blocked", "timed out after 2s"],
+                    ["shop/app=api", "shop/db-2", "10.0.0.7", "allowed", "connected to 10.0.0.7:5432"]]
     j = next(k for k, c in enumerate(result.cells) if (c.source, c.target) == ("frontend", "db"))
     other = page.root.one("li", id=f"d-{j}")
     detail = dict(zip([n.text for n in other.find_all("dt")], [n.text for n in other.find_all("dd")], strict=True))
