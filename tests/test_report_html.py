@@ -24,7 +24,7 @@ import yaml
 from probe import report
 from probe.model import RunResult, Verdict
 from probe.report_html import MATRIX_LIMIT, mark, render_expect_html, render_html
-from probe.result import to_json
+from probe.result import load_result, to_json
 from tests.htmlhelp import Page, big_result, chromium, headless, outline, sample_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +54,17 @@ def cell_td(page: Page, source: str, target: str, result: RunResult):
 def test_run_report_structure_matches_the_golden_file():
     page = Page(render_html(sample_result()))
     check_golden("report.outline.txt", "\n".join(outline(page.root)) + "\n")
+
+
+def test_the_readme_example_page_is_the_current_rendering_of_its_lab_result():
+    # docs/html-report.html (the README's screenshot) is regenerated with the golden files
+    docs = ROOT / "docs"
+    page = render_html(load_result(docs / "html-report.json"))
+    if os.environ.get("NETPROBE_UPDATE_GOLDEN") == "1":
+        (docs / "html-report.html").write_text(page, encoding="utf-8")
+    assert (docs / "html-report.html").read_text(encoding="utf-8") == page, \
+        "docs/html-report.html is stale: rerun with NETPROBE_UPDATE_GOLDEN=1 (and retake docs/html-report.png)"
+    assert (docs / "html-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_expect_report_structure_matches_the_golden_file():
