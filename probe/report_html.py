@@ -239,8 +239,9 @@ _JS = r"""
     pair(dl, "rounds", String(c.a || 1) + " (" + (c.h ? c.h.join(", ") : str(c.o)) + ")");
     if (c.ms !== undefined) { pair(dl, "time", c.ms + " ms"); }
     gatesOf(c).forEach(function (g) {
+      var unmet = g.unmet || g.missing;
       pair(dl, "gate wait", "probe pod " + g.probe_pod + ": " + ((g.waited_ms || 0) / 1000).toFixed(2) + "s, " +
-           (g.opened || g.mode || ""));
+           (g.opened || g.mode || "") + (Array.isArray(unmet) && unmet.length ? " (" + unmet.join(", ") + ")" : ""));
     });
     box.appendChild(dl);
     if (c.sub && c.sub.length) {
@@ -632,8 +633,10 @@ def _detail_dl(cell: Cell, drift: tuple[Verdict, Verdict] | None, gates: Sequenc
     identities = {s.identity for s in cell.subresults}
     for g in gates:
         if g.get("identity") in identities or cell.source in (g.get("sources") or []):
+            unmet = g.get("unmet") or g.get("missing")
             items.append(("gate wait", f"probe pod {g.get('probe_pod', '?')}: "
-                          f"{float(g.get('waited_ms') or 0) / 1000:.2f}s, {g.get('opened') or g.get('mode') or ''}"))
+                          f"{float(g.get('waited_ms') or 0) / 1000:.2f}s, {g.get('opened') or g.get('mode') or ''}"
+                          + (f" ({', '.join(map(str, unmet))})" if isinstance(unmet, list) and unmet else "")))
     out = ["<dl class=\"d\">"] + [f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items] + ["</dl>"]
     if cell.subresults:
         out.append(f"<p>{len(cell.subresults)} sub-check(s): every identity × destination must match</p>")

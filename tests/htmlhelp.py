@@ -210,7 +210,10 @@ def sample_result() -> RunResult:
         meta={"api_calls": 14, "probe_pods": 3, "identities": 3, "netprobe_version": "0.1.0",
               "context": "kind-netprobe", "baseline_run_id": "0ld0ba5e",
               "gates": [{"probe_pod": 0, "identity": "shop/app=api", "sources": ["api"], "mode": "gate",
-                         "opened": "condition-met", "waited_ms": 350, "bound_s": 2.0, "rounds": 3}]},
+                         "opened": "condition-met", "waited_ms": 350, "bound_s": 2.0, "rounds": 3},
+                        {"probe_pod": 1, "identity": "shop/app=frontend", "sources": ["frontend"], "mode": "gate",
+                         "opened": "bound-reached", "unmet": ["block c2"], "waited_ms": 2000, "bound_s": 2.0,
+                         "rounds": 11}]},
     )
 
 

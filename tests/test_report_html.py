@@ -141,7 +141,7 @@ def test_summary_comes_first_with_counts_exit_status_and_run_facts():
     assert terms["run"] == "5e1f00d1" and terms["started"] == "2026-12-02T06:00:00+00:00"
     assert terms["duration"] == "8.2s" and terms["cluster context"] == "kind-netprobe"
     assert terms["netprobe version"] == "0.1.0" and terms["baseline run"] == "0ld0ba5e"
-    assert terms["gate wait"] == "max 0.35s over 1 probe pod(s) (1 condition-met)"
+    assert terms["gate wait"] == "max 2.00s over 2 probe pod(s) (1 bound-reached, 1 condition-met)"
     mismatches = page.root.one(id="np-mismatches").find_all("li")
     assert [li.find_all("span", cls="mono")[0].text for li in mismatches] == [
         "api → db-pods", "frontend → db", "worker → db-pods"]
@@ -169,6 +169,7 @@ def test_a_mismatch_carries_its_full_detail_in_the_page():
     detail = dict(zip([n.text for n in other.find_all("dt")], [n.text for n in other.find_all("dd")], strict=True))
     assert detail["decided by the policies"].endswith("allowed by shop/db-ingress ingress rule 0")
     assert detail["rounds"] == "2 (allowed, blocked)"  # the connection of round 1 is not re-probed away
+    assert detail["gate wait"] == "probe pod 1: 2.00s, bound-reached (block c2)"
 
 
 def test_every_cell_detail_is_in_the_embedded_data():
