@@ -329,6 +329,15 @@ def test_report_command_renders_html_and_keeps_the_exit_code(tmp_path):
     assert proc.stdout == render_html(sample_result())  # the JSON round trip loses nothing the page shows
 
 
+def test_run_writes_the_html_report_file_next_to_the_table(tmp_path, capsys):
+    from probe.cli import emit
+
+    target = tmp_path / "out" / "ci" / "netprobe.html"  # parent directories are created
+    emit(sample_result(), "table", [("html", target)])
+    assert "‼" in capsys.readouterr().out
+    assert target.read_text(encoding="utf-8") == render_html(sample_result())
+
+
 def test_run_accepts_an_html_report_and_rejects_unknown_formats():
     proc = subprocess.run([sys.executable, "-m", "probe", "run", "-f", str(TUTORIAL / "expect.yaml"),
                            "--report", "pdf=out.pdf"], capture_output=True, text=True, cwd=ROOT, timeout=60)
