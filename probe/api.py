@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .errors import InputError
 from .model import RunResult
 from .probepod import PodSettings
@@ -89,6 +90,10 @@ def run(
     runner = Runner(cluster, loaded, run_options, expect=expect, expected_by=expected_by, warnings=warnings,
                     progress=progress, log=log)
     result = runner.run()
+    # Where and with what it ran, for the reports (the HTML report's header shows both).
+    context_name = getattr(cluster, "context_name", "")  # KubeCluster has it; a test's fake may not
+    result = dataclasses.replace(result, meta={**result.meta, "netprobe_version": __version__,
+                                              **({"context": context_name} if context_name else {})})
     if base is not None:
         from .baseline import with_drift
 

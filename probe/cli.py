@@ -101,12 +101,13 @@ def validate(spec: Annotated[Path, typer.Argument(help="The expectation spec (ex
 def report(
     result: Annotated[Path, typer.Argument(help="A result saved with `netprobe run -o json`.")],
     fmt: Annotated[str, typer.Option("--format", "-o", callback=_check_format,
-                                     help="table | json | junit | markdown")] = "table",
+                                     help="table | json | junit | markdown | html")] = "table",
 ) -> None:
     """Re-render a saved JSON result; exits with the result's own exit code.
 
     Examples:
       netprobe report run.json --format junit > junit.xml
+      netprobe report run.json --format html > report.html
     """
     loaded = guarded(lambda: load_result(result))
     sys.stdout.write(render(loaded, fmt, colour=use_colour(sys.stdout)))
@@ -161,7 +162,7 @@ def run(
     namespace: Annotated[str, typer.Option(
         "--namespace", "-n", help="Namespace of sources/targets that name none.")] = "default",
     output: Annotated[str, typer.Option("--output", "-o", callback=_check_format,
-                                        help="table | json | junit | markdown")] = "table",
+                                        help="table | json | junit | markdown | html")] = "table",
     report_to: Annotated[list[str] | None, typer.Option(
         "--report", help="Also write FORMAT=PATH (repeatable), e.g. junit=out/junit.xml.")] = None,
     probe_timeout: Annotated[str | None, typer.Option(
@@ -221,6 +222,7 @@ def run(
     Examples:
       netprobe run -f expect.yaml
       netprobe run -f expect.yaml -o json --report junit=out/junit.xml --attempts 2
+      netprobe run -f expect.yaml --report html=out/netprobe.html
       netprobe run -f sources-and-targets.yaml --from-policies -n prod
     """
     reports = _parse_reports(report_to or [])
@@ -346,7 +348,7 @@ def expect(
     files: Annotated[list[Path], typer.Option("--file", "-f", help="Manifests: files or directories (repeatable).")],
     port: Annotated[list[int] | None, typer.Option("--port", help="Port(s) of the pod-to-pod matrix.")] = None,
     protocol: Annotated[list[str] | None, typer.Option("--protocol", help="TCP (default), UDP or SCTP.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table | json")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table | json | html")] = "table",
     spec: Annotated[Path | None, typer.Option(
         "--spec", help="Also print this spec's `expect` section, computed from the policies.")] = None,
     namespace: Annotated[str, typer.Option("--namespace", "-n",
@@ -358,16 +360,21 @@ def expect(
     Examples:
       netprobe expect -f examples/tutorial/ --port 5432 --port 8080
       netprobe expect -f k8s/ --spec expect.yaml -o json
+      netprobe expect -f k8s/ --spec expect.yaml -o html > expect.html
     """
     from .analysis import expect_document
     from .report import render_expect
+    from .report_html import render_expect_html
 
-    if output not in ("table", "json"):
-        raise typer.BadParameter(f"expected table or json, got {output!r}", param_hint="--output")
+    if output not in ("table", "json", "html"):
+        raise typer.BadParameter(f"expected table, json or html, got {output!r}", param_hint="--output")
     ports = _ports(port or [80], protocol or [])
     world = guarded(lambda: _world(files, namespace, None, None, ipblock_pods))
     loaded = guarded(lambda: load_spec(spec, namespace)) if spec is not None else None
     doc = guarded(lambda: expect_document(world, ports, loaded))
+    if output == "html":
+        sys.stdout.write(render_expect_html(doc))
+        return
     typer.echo(json.dumps(doc, indent=2) if output == "json" else render_expect(doc), nl=output == "json")
 
 

@@ -188,11 +188,13 @@ class KubeCluster:
             if kubeconfig is None and context is None and _in_cluster():
                 config.load_incluster_config()
                 api_client = client.ApiClient()
+                self.context_name = "in-cluster"  # which cluster answered: reports show it (meta.context)
             else:
                 cfg = client.Configuration()
                 config.load_kube_config(config_file=kubeconfig, context=context,
                                         client_configuration=cfg)
                 api_client = client.ApiClient(configuration=cfg)
+                self.context_name = context or config.list_kube_config_contexts(config_file=kubeconfig)[1]["name"]
         except (ConfigException, OSError, TypeError, ValueError) as exc:
             where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
             raise InputError(f"cannot load Kubernetes credentials from {where}"

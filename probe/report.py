@@ -1,4 +1,4 @@
-"""Render a RunResult as table, json, junit or markdown.
+"""Render a RunResult as table, json, junit or markdown (html: probe/report_html.py).
 
 Renderers are pure functions from a RunResult to text; the JSON document itself (versioned,
 and read back by `netprobe report` and `--baseline`) is probe/result.py.
@@ -16,9 +16,10 @@ from tabulate import tabulate
 
 from .errors import InputError
 from .model import Cell, RunResult, Verdict
+from .report_html import render_html
 from .result import to_json
 
-FORMATS = ("table", "json", "junit", "markdown")
+FORMATS = ("table", "json", "junit", "markdown", "html")
 
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[1m", "\033[0m"
 
@@ -206,6 +207,8 @@ def render(result: RunResult, fmt: str, *, colour: bool = False) -> str:
         return render_junit(result)
     if fmt == "markdown":
         return render_markdown(result)
+    if fmt == "html":
+        return render_html(result)
     raise InputError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
