@@ -1,4 +1,4 @@
-"""Policy analysis on top of probe/policy.py: the spec's expected matrix, lint findings.
+"""Policy analysis on top of probe/policy/: the spec's expected matrix, lint findings.
 
 Pure: the cluster's (or the manifests') pods, namespaces, services and policies come in as
 values, so `netprobe expect` works offline and `run --from-policies` reads the same lists

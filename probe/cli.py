@@ -345,7 +345,7 @@ def expect(
       netprobe expect -f k8s/ --spec expect.yaml -o json
     """
     from .analysis import expect_document
-    from .report import render_expect
+    from .expect_report import render_expect
 
     if output not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output!r}", param_hint="--output")
