@@ -1,8 +1,10 @@
 """Read Kubernetes manifests from files and directories for offline policy analysis.
 
-Multi-document YAML and `List` kinds are understood. Workloads (Deployment, StatefulSet,
-DaemonSet, ReplicaSet, Job, CronJob) become one pod each, from their pod template. A Pod's
-`status.podIP`, when present, is its IP for ipBlock matching.
+Multi-document YAML, `List` and typed lists (`PodList`, `NetworkPolicyList`, ..., whose items
+carry no `kind`) are understood; the same object given twice with identical content is read
+once. Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) become one pod
+each, from their pod template. A Pod's `status.podIP`, when present, is its IP for ipBlock
+matching.
 """
 
 from __future__ import annotations
@@ -66,7 +68,12 @@ def _documents(path: Path, strict: bool = True) -> Iterator[tuple[Mapping[str, A
             items = doc.get("items") or []
             if not isinstance(items, list):
                 raise ManifestError(f"{where}: items must be a list")
+            # A typed list (PodList, NetworkPolicyList, ... as `kubectl get -o yaml` and the API
+            # return them) leaves `kind` off its items: the list's kind implies it.
+            implied = str(doc["kind"])[:-len("List")]
             for j, item in enumerate(items):
+                if isinstance(item, dict) and "kind" not in item and implied:
+                    item = {"kind": implied, **item}
                 if not isinstance(item, dict) or "kind" not in item:
                     raise ManifestError(f"{where}: items[{j}] is not a Kubernetes object")
                 yield item, f"{where} items[{j}]"
@@ -96,7 +103,7 @@ def load_manifests(paths: Iterable[str | Path], default_namespace: str = "defaul
     """Read every manifest under `paths`; ManifestError (exit 2) naming the file when malformed."""
     out = Manifests()
     namespace_objs = []
-    seen: dict[tuple[str, str, str], str] = {}
+    seen: dict[tuple[str, str, str], tuple[str, Mapping[str, Any]]] = {}
     for path, strict in _files(paths):
         for obj, where in _documents(path, strict):
             kind = obj["kind"]
@@ -107,9 +114,12 @@ def load_manifests(paths: Iterable[str | Path], default_namespace: str = "defaul
                 raise ManifestError(f"{where}: {kind} {meta['name']}: metadata.labels must be a mapping")
             ident = (str(kind), str(meta.get("namespace") or default_namespace), str(meta["name"]))
             if ident in seen and kind != "Namespace":
-                raise ManifestError(f"{where}: {kind} {ident[1]}/{ident[2]} is defined twice "
-                                    f"(also in {seen[ident]}); pass one set of manifests")
-            seen[ident] = where
+                first_where, first = seen[ident]
+                if first == obj:
+                    continue  # the same object twice (a file and a directory holding it): read once
+                raise ManifestError(f"{where}: {kind} {ident[1]}/{ident[2]} is defined twice, differently "
+                                    f"(also in {first_where}); pass one set of manifests")
+            seen[ident] = (where, obj)
             if kind == "Namespace":
                 namespace_objs.append(obj)
             elif kind == "NetworkPolicy":

@@ -1,8 +1,9 @@
 """The Kubernetes NetworkPolicy kind (networking.k8s.io/v1): JSON → Policy, with the API's defaults.
 
 * A pod is isolated for ingress (egress) when a policy in its namespace selects it and lists
-  that direction in `policyTypes`. `policyTypes` defaults to [Ingress], plus Egress when the
-  spec has an `egress` section.
+  that direction in `policyTypes`. An empty or missing `policyTypes` defaults, as the API
+  server's SetDefaults_NetworkPolicy does, to [Ingress], plus Egress when `spec.egress` has at
+  least one rule (so `egress: []` alone isolates nothing, and `policyTypes: []` isolates ingress).
 * A rule matches when one of its peers matches (no `from`/`to`: every peer) and one of its
   ports matches (no `ports`: every port); protocol defaults to TCP.
 """
@@ -114,8 +115,11 @@ def parse_policy(obj: Mapping[str, Any], default_namespace: str = "default") -> 
     if not isinstance(spec, dict):
         raise ManifestError(f"{where}: spec is missing")
     types = spec.get("policyTypes")
-    if types is None:
-        types = [INGRESS] + ([EGRESS] if "egress" in spec else [])
+    if types is None or types == []:
+        # SetDefaults_NetworkPolicy: an empty policyTypes is [Ingress], plus Egress only when
+        # there are egress rules — `egress: []` alone does not isolate egress.
+        egress = spec.get("egress")
+        types = [INGRESS] + ([EGRESS] if isinstance(egress, list) and len(egress) != 0 else [])
     if not isinstance(types, list) or any(t not in (INGRESS, EGRESS) for t in types):
         raise ManifestError(f"{where}: policyTypes must list Ingress and/or Egress, got {types!r}")
     return Policy(namespace=ns, name=name,
