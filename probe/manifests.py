@@ -94,8 +94,9 @@ def _template_pod(obj: Mapping[str, Any], where: str) -> PodInfo:
     if not isinstance(template, dict):
         raise ManifestError(f"{where}: {obj['kind']} {meta.get('name')} has no spec.template")
     tmeta = _dict(template.get("metadata"))
+    owner = [{"kind": obj["kind"], "name": meta.get("name", ""), "controller": True}]
     return pod_info({"metadata": {"name": meta.get("name", ""), "namespace": meta.get("namespace") or "default",
-                                  "labels": tmeta.get("labels") or {}},
+                                  "labels": tmeta.get("labels") or {}, "ownerReferences": owner},
                      "spec": template.get("spec") or {}, "status": {"phase": "Running"}})
 
 

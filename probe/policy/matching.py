@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ManifestError
 from ..model import Requirement, Selector
 from ..pods import PodInfo
-from .rules import Endpoint, Peer, PortRule
+from .rules import Endpoint, IPBlock, Peer, PortRule
 
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -47,9 +47,7 @@ def peer_matches(peer: Peer, policy_ns: str, remote: Endpoint,
     if peer.ip_block is not None:
         if remote.pod is not None and not ipblock_matches_pods:
             return False
-        if not remote.address:  # an unknown external address: only "everything" matches
-            return peer.ip_block.cidr.prefixlen == 0 and not peer.ip_block.excepts
-        return peer.ip_block.contains(remote.address)
+        return block_matches(peer.ip_block, remote.address)
     if remote.pod is None:
         return False  # selectors only ever select pods
     pod = remote.pod
@@ -59,6 +57,13 @@ def peer_matches(peer: Peer, policy_ns: str, remote: Endpoint,
     elif pod.namespace != policy_ns:
         return False
     return peer.pod_selector is None or peer.pod_selector.matches(pod.labels)
+
+
+def block_matches(block: IPBlock, address: str) -> bool:
+    """Whether an ipBlock holds an address; an unknown one ("") is only in a block of everything."""
+    if not address:
+        return block.cidr.prefixlen == 0 and not block.excepts
+    return block.contains(address)
 
 
 def port_matches(rule_port: PortRule, port: int, protocol: str, dst: PodInfo | None) -> bool:
