@@ -344,9 +344,14 @@ def expect_document(world: World, ports: Sequence[tuple[int, str]], spec: Spec |
     """`netprobe expect -o json`: the pod matrix, plus the spec's computed `expect` section."""
     doc = pod_matrix(world, ports)
     if spec is not None:
-        computed, reasons, warnings = expect_spec(spec, world.engine(), world.pods, world.services)
-        doc["expect"] = {s.name: {t.name: str(computed[(s.name, t.name)]) for t in spec.targets
-                                  if (s.name, t.name) in computed} for s in spec.sources}
-        doc["reasons"] = {f"{s} -> {t}": r for (s, t), r in reasons.items()}
-        doc["warnings"] = warnings
+        doc |= spec_section(world, spec)
     return doc
+
+
+def spec_section(world: World, spec: Spec) -> dict[str, Any]:
+    """`expect`, `reasons` and `warnings`: the spec's expect section computed from the policies."""
+    computed, reasons, warnings = expect_spec(spec, world.engine(), world.pods, world.services)
+    return {"expect": {s.name: {t.name: str(computed[(s.name, t.name)]) for t in spec.targets
+                                if (s.name, t.name) in computed} for s in spec.sources},
+            "reasons": {f"{s} -> {t}": r for (s, t), r in reasons.items()},
+            "warnings": warnings}

@@ -44,9 +44,9 @@ def test_without_the_dns_rule_api_loses_every_name_but_not_db_by_ip():
     assert computed[("api", "db-pods")] is Expectation.ALLOW
 
 
-def test_expect_json_has_the_pod_to_pod_contract():
+def test_expect_pods_json_keeps_the_pod_to_pod_contract():
     proc = netprobe("expect", "-f", str(WORKLOADS), "-f", str(POLICIES), "--port", "5432", "--port", "53",
-                    "--protocol", "TCP", "--protocol", "UDP", "-o", "json")
+                    "--protocol", "TCP", "--protocol", "UDP", "-o", "json", "--pods")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     first = doc["pod_to_pod"][0]
@@ -59,9 +59,10 @@ def test_expect_json_has_the_pod_to_pod_contract():
 
 
 def test_expect_fills_in_a_spec():
-    proc = netprobe("expect", "-f", str(WORKLOADS), "-f", str(NODNS), "--spec", str(TUT / "expect.yaml"))
-    assert proc.returncode == 0, proc.stderr
-    assert "api: {dns: deny, db: deny, db-pods: allow, api: deny, internet: deny}" in proc.stdout
+    for view in ((), ("--pods",)):
+        proc = netprobe("expect", "-f", str(WORKLOADS), "-f", str(NODNS), "--spec", str(TUT / "expect.yaml"), *view)
+        assert proc.returncode == 0, proc.stderr
+        assert "api: {dns: deny, db: deny, db-pods: allow, api: deny, internet: deny}" in proc.stdout
 
 
 def test_explain_names_the_deciding_rules():

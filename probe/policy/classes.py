@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from ..pods import PodInfo
 from .evaluate import PolicyEngine
 from .matrix import BulkMatrix
-from .portset import PortSet, merge, segments
-from .rules import EGRESS, INGRESS, Endpoint, IPBlock, PolicyRules
+from .portset import PortSet, intersect, merge, segments
+from .rules import EGRESS, INGRESS, Endpoint, IPBlock, PolicyRules, Rule
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +95,36 @@ class ClassConnectivity:
     pairs: dict[tuple[int, int], PortSet]  # (source class, destination class) → allowed ports
     external: tuple[PortSet, ...]  # per class: ports open to an address outside the cluster
     dns: tuple[PortSet, ...]  # per class: UDP/TCP 53 to the cluster DNS
+    # per class: (ipBlock as written, ports) that egress rules open to address ranges (the
+    # ranges may hold pod IPs too: those pod connections are in `pairs`, both ends checked)
+    ip_blocks: tuple[tuple[tuple[str, PortSet], ...], ...] = ()
+
+
+def block_text(block: IPBlock) -> str:
+    """`203.0.113.0/24`, `0.0.0.0/0 except 10.0.0.0/8`."""
+    return str(block.cidr) + (f" except {','.join(map(str, block.excepts))}" if block.excepts else "")
+
+
+def _rule_ports_outside(rule: Rule, space: PortSet) -> PortSet:
+    """The ports a rule admits to an address outside the cluster (a named port never matches one)."""
+    if not rule.ports:
+        return space
+    ranges = [(rp.protocol, rp.port, rp.end_port or rp.port) for rp in rule.ports if isinstance(rp.port, int)]
+    return intersect(merge(ranges), space)
+
+
+def egress_ip_blocks(engine: PolicyEngine, pod: PodInfo, space: PortSet) -> tuple[tuple[str, PortSet], ...]:
+    """The ipBlocks the egress rules isolating `pod` open, with their ports; () when not egress-isolated."""
+    found: dict[str, PortSet] = {}
+    for pol in engine.selecting(pod, EGRESS):
+        for rule in pol.rules(EGRESS):
+            for peer in rule.peers or ():
+                if peer.ip_block is not None:
+                    ports = _rule_ports_outside(rule, space)
+                    if ports:
+                        text = block_text(peer.ip_block)
+                        found[text] = merge((*found.get(text, ()), *ports))
+    return tuple(sorted(found.items()))
 
 
 def class_connectivity(engine: PolicyEngine, ports: PortSet | None = None,
@@ -131,4 +161,6 @@ def class_connectivity(engine: PolicyEngine, ports: PortSet | None = None,
                      for rep in reps)
     dns = tuple(merge((proto, 53, 53) for proto in ("UDP", "TCP")
                       if engine.dns_allowed(rep, dns_pods, proto).allowed) for rep in reps)
-    return ClassConnectivity(classes=classes, space=union, pairs=pairs, external=external, dns=dns)
+    blocks = tuple(egress_ip_blocks(engine, rep, union) for rep in reps)
+    return ClassConnectivity(classes=classes, space=union, pairs=pairs, external=external, dns=dns,
+                             ip_blocks=blocks)

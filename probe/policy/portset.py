@@ -53,6 +53,11 @@ def subtract(a: PortSet, b: PortSet) -> PortSet:
     return merge(out)
 
 
+def intersect(a: PortSet, b: PortSet) -> PortSet:
+    """The ports in both."""
+    return subtract(a, subtract(a, b))
+
+
 def describe(ports: PortSet) -> str:
     """`All Connections`, or e.g. `TCP 5432,8000-8100;UDP 53` (netpol-analyzer's wording)."""
     if ports == ALL_PORTS:
