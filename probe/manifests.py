@@ -9,6 +9,7 @@ matching.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +47,21 @@ def _files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
             raise ManifestError(f"{path}: no such file or directory")
 
 
+def _json_documents(text: str) -> list[Any] | None:
+    """A .json file (`kubectl get -o json`) parsed as JSON: ~30x faster than YAML; None if it is not JSON."""
+    try:
+        return [json.loads(text)]
+    except ValueError:
+        return None  # YAML in a .json file, or broken: the YAML parser reads it or locates the error
+
+
 def _documents(path: Path, strict: bool = True) -> Iterator[tuple[Mapping[str, Any], str]]:
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~5x faster
-        docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=loader))
+        text = path.read_text(encoding="utf-8")
+        docs = _json_documents(text) if path.suffix == ".json" else None
+        if docs is None:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~5x faster
+            docs = list(yaml.load_all(text, Loader=loader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

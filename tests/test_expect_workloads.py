@@ -89,28 +89,20 @@ def test_a_reworded_ip_block_is_no_change_but_a_wider_one_is(tmp_path):
         assert [(c.sign, c.destination) for c in changes] == expected, label
 
 
-SCHEMA = {
-    "type": "object",
-    "required": ["version", "view", "ports", "summary", "warnings", "workloads", "connections"],
-    "properties": {
-        "version": {"const": 2},
-        "view": {"const": "workloads"},
-        "ports": {"type": "array", "items": {"type": "string"}},
-        "workloads": {"type": "array", "items": {
-            "type": "object", "required": ["id", "namespace", "kind", "name", "pods", "dns", "external", "ip_blocks"]}},
-        "connections": {"type": "array", "items": {
-            "type": "object", "required": ["from", "to", "ports"], "additionalProperties": False,
-            "properties": {"from": {"type": "string"}, "to": {"type": "string"},
-                           "ports": {"type": "array", "items": {"type": "string"}}}}},
-    },
-}
+SCHEMA = json.loads((ROOT / "probe" / "expect.schema.json").read_text())
 
 
 def test_json_is_per_workload_version_2_one_item_a_line():
     proc = netprobe("expect", *files(SHOP), "-o", "json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.validate(doc, SCHEMA)
+    with_spec = json.loads(netprobe("expect", *files(ROOT / "examples" / "tutorial" / "workloads.yaml",
+                                                     ROOT / "examples" / "tutorial" / "policies.yaml"),
+                                    "--spec", ROOT / "examples" / "tutorial" / "expect.yaml", "-o", "json").stdout)
+    jsonschema.validate(with_spec, SCHEMA)
+    assert with_spec["expect"]["api"]["db"] == "allow"
     assert doc["summary"] == {"pods": 6, "workloads": 6, "classes": 6, "namespaces": 3, "connections": 14}
     api = next(w for w in doc["workloads"] if w["id"] == "shop/api[Deployment]")
     assert api["dns"] == ["TCP 53", "UDP 53"] and api["external"] == []
@@ -204,3 +196,9 @@ def test_large_clusters_get_a_namespace_summary_of_bounded_width(tmp_path):
     assert "Allowed cross-namespace connections (0):" in text
     row = next(line for line in text.splitlines() if line.startswith("team3 "))
     assert row.split()[:4] == ["team3", "3", "3", "9/9"]
+
+
+def test_readme_transcripts_are_the_real_output():
+    readme = (ROOT / "README.md").read_text()
+    for name in ("shop.table", "shop.connlist", "shop-pr.diff"):
+        assert (GOLDEN / name).read_text() in readme, f"README's transcript of {name} is out of date"
