@@ -362,6 +362,8 @@ def expect(
     if pods and (output == "connlist" or diff):
         raise typer.BadParameter("--pods prints the pod matrix as table or json; connlist and --diff are "
                                  "per workload", param_hint="--pods")
+    if diff and spec is not None:
+        raise typer.BadParameter("--diff compares connectivity; run --spec without it", param_hint="--spec")
     if protocol and not port:
         raise typer.BadParameter("give the --port(s) the protocol applies to (without --port every port of "
                                  "every protocol is evaluated)", param_hint="--protocol")

@@ -161,9 +161,10 @@ items:
     ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: n}\nspec: {podSelector: {}, "
      "policyTypes: [Up]}\n", "policyTypes must list"),
     ("just a string\n", "expected a Kubernetes object"),
-], ids=["yaml", "no-name", "no-template", "bad-policy", "not-an-object"])
+    ('{"kind": "PodList",\n "items": [}', r"bad.json:2: not valid JSON: Expecting value"),
+], ids=["yaml", "no-name", "no-template", "bad-policy", "not-an-object", "json"])
 def test_bad_manifests_exit_2_naming_the_file(tmp_path, content, message):
-    path = tmp_path / "bad.yaml"
+    path = tmp_path / ("bad.json" if content.startswith('{"') else "bad.yaml")
     path.write_text(content)
     with pytest.raises(ManifestError, match=message):
         load_manifests([path])

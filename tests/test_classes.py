@@ -141,3 +141,30 @@ def test_port_sets_describe_merge_and_subtract():
         == "TCP 5432,8000-8100;UDP 53"
     assert subtract(ALL_PORTS, (("TCP", 1, 65535), ("UDP", 1, 52))) == (("UDP", 53, 65535), ("SCTP", 1, 65535))
     assert describe(subtract((("TCP", 1, 100),), (("TCP", 10, 20),))) == "TCP 1-9,21-100"
+
+
+def test_classes_equal_the_pod_matrix_on_the_benchmark_cluster():
+    # the realistic generator of bench/policy_bench.py: replicas, default deny, DNS, app-to-app paths,
+    # namespace selectors, named ports, port ranges, ipBlock egress
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from policy_bench import generate
+
+    from probe.analysis import world_from_manifests
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp), pods=300, namespaces=12, workloads=15, policies=90)
+        world = world_from_manifests([tmp])
+    engine = world.engine()
+    conn = class_connectivity(engine)
+    of = conn.classes.class_of
+    assert len(conn.classes.representatives) < len(engine.pods) / 10  # replicas collapse
+    for proto, port in [("TCP", 8080), ("TCP", 8000), ("TCP", 8050), ("TCP", 5432), ("TCP", 9090), ("UDP", 53),
+                        ("TCP", 443), ("TCP", 22)]:
+        rows = engine.matrix(port, proto)
+        expanded = [sum(1 << j for j in range(len(of)) if contains(conn.pairs.get((of[i], of[j]), ()), proto, port))
+                    for i in range(len(of))]
+        assert expanded == rows, (proto, port)
