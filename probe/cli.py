@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -378,16 +378,26 @@ def expect(
     if diff:
         base = guarded(lambda: workload_view(_world(diff, namespace, None, None, ipblock_pods), space))
         changes = diff_views(base, view)
-        sys.stdout.write(render_diff(changes, output))
+        _write([render_diff(changes, output)])
         raise typer.Exit(1 if changes else 0)
     section = guarded(lambda: spec_section(world, loaded)) if loaded is not None else None
     if output == "json":
-        for chunk in workload_json(view, section):
-            sys.stdout.write(chunk)
+        _write(workload_json(view, section))
     elif output == "connlist":
-        sys.stdout.write(render_connlist(view))
+        _write([render_connlist(view)])
     else:
-        sys.stdout.write(render_workload_table(view, section))
+        _write([render_workload_table(view, section)])
+
+
+def _write(chunks: Iterable[str]) -> None:
+    """Stream output; a reader that stops early (`| head`) ends us as SIGPIPE would (141), quietly."""
+    try:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise typer.Exit(141) from None
 
 
 @app.command()
