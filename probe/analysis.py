@@ -308,7 +308,7 @@ def world_from_manifests(paths: Sequence[str], namespace: str = "default") -> Wo
 
 
 def pod_matrix(world: World, ports: Sequence[tuple[int, str]]) -> dict[str, Any]:
-    """`netprobe expect -o json`: pod_to_pod per port/protocol, plus DNS and external columns."""
+    """`netprobe expect --pods -o json` (version 1): pod_to_pod per port/protocol, plus DNS and external columns."""
     engine = world.engine()
     keys = [p.key for p in world.pods]
     dns_pods = [p for p in world.pods if p.namespace == "kube-system" and p.labels.get("k8s-app") == "kube-dns"]
@@ -341,7 +341,7 @@ def endpoint_for(world: World, ref: str) -> Endpoint:
 
 
 def expect_document(world: World, ports: Sequence[tuple[int, str]], spec: Spec | None = None) -> dict[str, Any]:
-    """`netprobe expect -o json`: the pod matrix, plus the spec's computed `expect` section."""
+    """`netprobe expect --pods -o json`: the pod matrix, plus the spec's computed `expect` section."""
     doc = pod_matrix(world, ports)
     if spec is not None:
         doc |= spec_section(world, spec)
