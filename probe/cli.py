@@ -347,10 +347,10 @@ def expect(
     """Compute the expected connectivity from NetworkPolicy manifests, per workload, offline (no cluster).
 
     Examples:
-      netprobe expect -f examples/tutorial/
+      netprobe expect -f examples/shop/
       netprobe expect -f k8s/ -o connlist
       netprobe expect -f pr/k8s/ --diff main/k8s/     # what does this PR open?
-      netprobe expect -f examples/tutorial/ --pods --port 5432 -o json
+      netprobe expect -f examples/shop/ --pods --port 5432 -o json
     """
     from .analysis import expect_document, spec_section
     from .expect_report import render_connlist, render_diff, render_expect, render_workload_table, workload_json
