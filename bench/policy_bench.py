@@ -169,6 +169,7 @@ def nca_inputs(d: Path, into: Path) -> tuple[Path, Path]:
     """(policies, namespaces) as nca reads them: nca ignores typed lists' items (no `kind`), so YAML with kinds."""
     if (d / "policies.yaml").exists():
         return d / "policies.yaml", d / "namespaces.yaml"
+    into.mkdir(exist_ok=True)  # beside the cluster's files, so it goes with the temporary directory
     out = []
     for name, kind, api in (("policies", "NetworkPolicy", "networking.k8s.io/v1"), ("namespaces", "Namespace", "v1")):
         items = json.loads((d / f"{name}.json").read_text())["items"]
@@ -180,8 +181,7 @@ def nca_inputs(d: Path, into: Path) -> tuple[Path, Path]:
 
 def run_nca(nca: str, d: Path, timeout: float) -> str:
     """nca's connectivity on the same cluster, or why it did not finish."""
-    into = Path(tempfile.mkdtemp())
-    policies, namespaces = nca_inputs(d, into)
+    policies, namespaces = nca_inputs(d, d / "nca")
     argv = [nca, "--connectivity", str(policies), "--pod_list", str(d / "pods.json"),
             "--ns_list", str(namespaces), "--output_format", "txt"]
     started = time.perf_counter()
