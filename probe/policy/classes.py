@@ -5,7 +5,10 @@ absence) of every label key some selector reads, same container ports of every n
 names, and — when ipBlock applies to pod IPs — the same membership in every ipBlock. Every
 decision of the evaluator then treats them alike (as source and as destination), so a matrix
 over one representative per class, expanded, is the pod matrix (a property test holds that).
-A policy kind that looks at more of a pod (a service account, say) must add it to the key.
+The service account is in the key too, though NetworkPolicy cannot see it: policy kinds that can
+(Calico) then need no change here, and replicas share theirs anyway. A policy kind that looks at
+anything else of a pod must add it to the key (the property test in tests/test_classes.py is the
+check: give its strategies the new kind).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def equivalence_classes(engine: PolicyEngine) -> Classes:
                 ip_facts = tuple(b.cidr.prefixlen == 0 and not b.excepts for b in blocks)
             else:
                 ip_facts = tuple(addr in b.cidr and not any(addr in e for e in b.excepts) for b in blocks)
-        key = (pod.namespace, tuple(pod.labels.get(k) for k in keys),
+        key = (pod.namespace, pod.service_account, tuple(pod.labels.get(k) for k in keys),
                tuple(sorted((cp.name, cp.protocol, cp.port) for cp in pod.ports
                             if (cp.name, cp.protocol) in named)), ip_facts)
         c = index.get(key)
