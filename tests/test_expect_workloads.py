@@ -202,3 +202,16 @@ def test_readme_transcripts_are_the_real_output():
     readme = (ROOT / "README.md").read_text()
     for name in ("shop.table", "shop.connlist", "shop-pr.diff"):
         assert (GOLDEN / name).read_text() in readme, f"README's transcript of {name} is out of date"
+
+
+def test_a_reader_that_stops_early_ends_the_stream_quietly(tmp_path):
+    # 300 bare pods and no policy: 90,000 allowed pairs, far more than a pipe holds
+    pods = [{"metadata": {"name": f"p{i}", "namespace": "open"}, "spec": {"containers": []}} for i in range(300)]
+    (tmp_path / "pods.json").write_text(json.dumps({"apiVersion": "v1", "kind": "PodList", "items": pods}))
+    with subprocess.Popen([sys.executable, "-m", "probe", "expect", "-f", str(tmp_path), "-o", "json"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(9) == b'{"version'
+        proc.stdout.close()  # as `| head -c 9` does
+        assert proc.wait(timeout=60) == 141
+        assert b"Traceback" not in proc.stderr.read()
