@@ -7,10 +7,11 @@ reused for every port asked of the same BulkMatrix.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from ..model import Selector
-from .matching import block_matches, port_matches
+from .matching import port_matches
 from .rules import EGRESS, INGRESS, IPBlock, Peer, PolicyRules, PortRule, Rule
 
 if TYPE_CHECKING:
@@ -28,11 +29,20 @@ class BulkMatrix:
         for i, p in enumerate(self.pods):
             self._by_ns.setdefault(p.namespace, []).append(i)
         self._peer_bits: dict[tuple[str, Selector | None, Selector | None, IPBlock | None], int] = {}
+        self._namespaces: dict[Selector, list[str]] = {}
+        self._addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address | None] = []
+        for p in self.pods:
+            try:
+                self._addresses.append(ipaddress.ip_address(p.ip) if p.ip else None)
+            except ValueError:
+                self._addresses.append(None)
         self._selecting = {d: [engine.selecting(p, d) for p in self.pods] for d in (INGRESS, EGRESS)}
 
     def peer_bits(self, peer: Peer, ns: str) -> int:
         """The pods a rule's peer selects (for a policy of namespace `ns`)."""
-        key = (ns, peer.pod_selector, peer.namespace_selector, peer.ip_block)
+        # only a bare podSelector depends on the policy's namespace: share the rest across namespaces
+        scope = ns if peer.ip_block is None and peer.namespace_selector is None else ""
+        key = (scope, peer.pod_selector, peer.namespace_selector, peer.ip_block)
         cached = self._peer_bits.get(key)
         if cached is not None:
             return cached
@@ -40,15 +50,20 @@ class BulkMatrix:
         block = peer.ip_block
         if block is not None:
             if self.engine.ipblock_matches_pods:
-                for i, p in enumerate(self.pods):
-                    if block_matches(block, p.ip):
+                everything = block.cidr.prefixlen == 0 and not block.excepts  # as matching.block_matches
+                for i, addr in enumerate(self._addresses):
+                    if everything if addr is None else (addr in block.cidr
+                                                         and not any(addr in e for e in block.excepts)):
                         bits |= 1 << i
         else:
-            if peer.namespace_selector is None:
+            ns_sel = peer.namespace_selector
+            if ns_sel is None:
                 namespaces = [ns]
             else:
-                namespaces = [n for n in self._by_ns
-                              if peer.namespace_selector.matches(self.engine.namespace_labels(n))]
+                if ns_sel not in self._namespaces:
+                    self._namespaces[ns_sel] = [n for n in self._by_ns
+                                                if ns_sel.matches(self.engine.namespace_labels(n))]
+                namespaces = self._namespaces[ns_sel]
             sel = peer.pod_selector
             for n in namespaces:
                 for i in self._by_ns.get(n, ()):
