@@ -1,4 +1,4 @@
-"""Policy analysis on top of probe/policy.py: the spec's expected matrix, lint findings.
+"""Policy analysis on top of probe/policy/: the spec's expected matrix, lint findings.
 
 Pure: the cluster's (or the manifests') pods, namespaces, services and policies come in as
 values, so `netprobe expect` works offline and `run --from-policies` reads the same lists
@@ -285,7 +285,7 @@ def world_from_manifests(paths: Sequence[str], namespace: str = "default") -> Wo
 
 
 def pod_matrix(world: World, ports: Sequence[tuple[int, str]]) -> dict[str, Any]:
-    """`netprobe expect -o json`: pod_to_pod per port/protocol, plus DNS and external columns."""
+    """`netprobe expect --pods -o json` (version 1): pod_to_pod per port/protocol, plus DNS and external columns."""
     engine = world.engine()
     keys = [p.key for p in world.pods]
     dns_pods = [p for p in world.pods if p.namespace == "kube-system" and p.labels.get("k8s-app") == "kube-dns"]
@@ -318,12 +318,17 @@ def endpoint_for(world: World, ref: str) -> Endpoint:
 
 
 def expect_document(world: World, ports: Sequence[tuple[int, str]], spec: Spec | None = None) -> dict[str, Any]:
-    """`netprobe expect -o json`: the pod matrix, plus the spec's computed `expect` section."""
+    """`netprobe expect --pods -o json`: the pod matrix, plus the spec's computed `expect` section."""
     doc = pod_matrix(world, ports)
     if spec is not None:
-        computed, reasons, warnings = expect_spec(spec, world.engine(), world.pods, world.services)
-        doc["expect"] = {s.name: {t.name: str(computed[(s.name, t.name)]) for t in spec.targets
-                                  if (s.name, t.name) in computed} for s in spec.sources}
-        doc["reasons"] = {f"{s} -> {t}": r for (s, t), r in reasons.items()}
-        doc["warnings"] = warnings
+        doc |= spec_section(world, spec)
     return doc
+
+
+def spec_section(world: World, spec: Spec) -> dict[str, Any]:
+    """`expect`, `reasons` and `warnings`: the spec's expect section computed from the policies."""
+    computed, reasons, warnings = expect_spec(spec, world.engine(), world.pods, world.services)
+    return {"expect": {s.name: {t.name: str(computed[(s.name, t.name)]) for t in spec.targets
+                                if (s.name, t.name) in computed} for s in spec.sources},
+            "reasons": {f"{s} -> {t}": r for (s, t), r in reasons.items()},
+            "warnings": warnings}

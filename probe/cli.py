@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -346,36 +346,83 @@ def _ports(ports: list[int], protocols: list[str]) -> list[tuple[int, str]]:
 @app.command()
 def expect(
     files: Annotated[list[Path], typer.Option("--file", "-f", help="Manifests: files or directories (repeatable).")],
-    port: Annotated[list[int] | None, typer.Option("--port", help="Port(s) of the pod-to-pod matrix.")] = None,
+    port: Annotated[list[int] | None, typer.Option(
+        "--port", help="Only these ports (repeatable). Default: every port (with --pods: 80).")] = None,
     protocol: Annotated[list[str] | None, typer.Option("--protocol", help="TCP (default), UDP or SCTP.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table | json | html")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table | json | connlist | html")] = "table",
+    pods: Annotated[bool, typer.Option("--pods", help="The pod x pod matrix (version 1 JSON) instead of "
+                                                      "workloads.")] = False,
+    diff: Annotated[list[Path] | None, typer.Option(
+        "--diff", help="Base manifests (repeatable): list what -f adds (+) and removes (-); exit 1 when "
+                       "anything changes.")] = None,
     spec: Annotated[Path | None, typer.Option(
         "--spec", help="Also print this spec's `expect` section, computed from the policies.")] = None,
     namespace: Annotated[str, typer.Option("--namespace", "-n",
                                            help="Namespace of objects that name none.")] = "default",
     ipblock_pods: IpblockOpt = True,
 ) -> None:
-    """Compute the expected connectivity from NetworkPolicy manifests, offline (no cluster).
+    """Compute the expected connectivity from NetworkPolicy manifests, per workload, offline (no cluster).
 
     Examples:
-      netprobe expect -f examples/tutorial/ --port 5432 --port 8080
-      netprobe expect -f k8s/ --spec expect.yaml -o json
-      netprobe expect -f k8s/ --spec expect.yaml -o html > expect.html
+      netprobe expect -f examples/shop/
+      netprobe expect -f k8s/ -o connlist
+      netprobe expect -f pr/k8s/ --diff main/k8s/     # what does this PR open?
+      netprobe expect -f examples/shop/ --pods --port 5432 -o json
+      netprobe expect -f k8s/ --pods --spec expect.yaml -o html > expect.html
     """
-    from .analysis import expect_document
-    from .report import render_expect
-    from .report_html import render_expect_html
+    from .analysis import expect_document, spec_section
+    from .expect_report import render_connlist, render_diff, render_expect, render_workload_table, workload_json
+    from .policy.portset import merge
+    from .workloads import diff_views, workload_view
 
-    if output not in ("table", "json", "html"):
-        raise typer.BadParameter(f"expected table, json or html, got {output!r}", param_hint="--output")
-    ports = _ports(port or [80], protocol or [])
+    if output not in ("table", "json", "connlist", "html"):
+        raise typer.BadParameter(f"expected table, json, connlist or html, got {output!r}", param_hint="--output")
+    if output == "html" and not pods:
+        raise typer.BadParameter("html renders the pod matrix: add --pods", param_hint="--output")
+    if pods and (output == "connlist" or diff):
+        raise typer.BadParameter("--pods prints the pod matrix as table or json; connlist and --diff are "
+                                 "per workload", param_hint="--pods")
+    if diff and spec is not None:
+        raise typer.BadParameter("--diff compares connectivity; run --spec without it", param_hint="--spec")
+    if protocol and not port:
+        raise typer.BadParameter("give the --port(s) the protocol applies to (without --port every port of "
+                                 "every protocol is evaluated)", param_hint="--protocol")
     world = guarded(lambda: _world(files, namespace, None, None, ipblock_pods))
     loaded = guarded(lambda: load_spec(spec, namespace)) if spec is not None else None
-    doc = guarded(lambda: expect_document(world, ports, loaded))
-    if output == "html":
-        sys.stdout.write(render_expect_html(doc))
+    if pods:
+        doc = guarded(lambda: expect_document(world, _ports(port or [80], protocol or []), loaded))
+        if output == "html":
+            from .report_html import render_expect_html
+
+            _write([render_expect_html(doc)])
+            return
+        typer.echo(json.dumps(doc, indent=2) if output == "json" else render_expect(doc), nl=output == "json")
         return
-    typer.echo(json.dumps(doc, indent=2) if output == "json" else render_expect(doc), nl=output == "json")
+    space = merge((proto, p, p) for p, proto in _ports(port, protocol or [])) if port else None
+    view = guarded(lambda: workload_view(world, space))
+    if diff:
+        base = guarded(lambda: workload_view(_world(diff, namespace, None, None, ipblock_pods), space))
+        changes = diff_views(base, view)
+        _write([render_diff(changes, output)])
+        raise typer.Exit(1 if changes else 0)
+    section = guarded(lambda: spec_section(world, loaded)) if loaded is not None else None
+    if output == "json":
+        _write(workload_json(view, section))
+    elif output == "connlist":
+        _write([render_connlist(view)])
+    else:
+        _write([render_workload_table(view, section)])
+
+
+def _write(chunks: Iterable[str]) -> None:
+    """Stream output; a reader that stops early (`| head`) ends us as SIGPIPE would (141), quietly."""
+    try:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise typer.Exit(141) from None
 
 
 @app.command()

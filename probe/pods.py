@@ -53,6 +53,8 @@ class PodInfo:
     tolerations: tuple[Mapping[str, Any], ...] = ()
     ports: tuple[ContainerPort, ...] = ()
     deleting: bool = False
+    owner_kind: str = ""  # the controlling ownerReference (ReplicaSet, StatefulSet, ...); "" = none
+    owner_name: str = ""
 
     @property
     def key(self) -> str:
@@ -100,7 +102,11 @@ def pod_info(obj: Mapping[str, Any]) -> PodInfo:
                 raise ValueError(f"spec.containers[{i}].ports[{j}].containerPort: expected a number")
             ports.append(ContainerPort(name=str(p.get("name") or ""), port=number,
                                        protocol=str(p.get("protocol") or "TCP")))
+    owner = next((o for o in _items(meta.get("ownerReferences"), "metadata.ownerReferences")
+                  if o.get("controller")), None)
     return PodInfo(
+        owner_kind=str(owner.get("kind") or "") if owner else "",
+        owner_name=str(owner.get("name") or "") if owner else "",
         name=str(meta.get("name", "")), namespace=Namespace(str(meta.get("namespace") or "default")),
         labels={str(k): str(v) for k, v in labels.items()}, ip=str(status.get("podIP") or ""),
         phase=str(status.get("phase") or "Pending"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.analysis import expect_spec, lint, world_from_manifests
+from probe.analysis import endpoint_for, expect_spec, lint, world_from_manifests
 from probe.errors import ManifestError
 from probe.manifests import load_manifests
 from probe.model import Expectation
@@ -44,9 +44,9 @@ def test_without_the_dns_rule_api_loses_every_name_but_not_db_by_ip():
     assert computed[("api", "db-pods")] is Expectation.ALLOW
 
 
-def test_expect_json_has_the_pod_to_pod_contract():
+def test_expect_pods_json_keeps_the_pod_to_pod_contract():
     proc = netprobe("expect", "-f", str(WORKLOADS), "-f", str(POLICIES), "--port", "5432", "--port", "53",
-                    "--protocol", "TCP", "--protocol", "UDP", "-o", "json")
+                    "--protocol", "TCP", "--protocol", "UDP", "-o", "json", "--pods")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     first = doc["pod_to_pod"][0]
@@ -59,9 +59,10 @@ def test_expect_json_has_the_pod_to_pod_contract():
 
 
 def test_expect_fills_in_a_spec():
-    proc = netprobe("expect", "-f", str(WORKLOADS), "-f", str(NODNS), "--spec", str(TUT / "expect.yaml"))
-    assert proc.returncode == 0, proc.stderr
-    assert "api: {dns: deny, db: deny, db-pods: allow, api: deny, internet: deny}" in proc.stdout
+    for view in ((), ("--pods",)):
+        proc = netprobe("expect", "-f", str(WORKLOADS), "-f", str(NODNS), "--spec", str(TUT / "expect.yaml"), *view)
+        assert proc.returncode == 0, proc.stderr
+        assert "api: {dns: deny, db: deny, db-pods: allow, api: deny, internet: deny}" in proc.stdout
 
 
 def test_explain_names_the_deciding_rules():
@@ -160,9 +161,10 @@ items:
     ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: n}\nspec: {podSelector: {}, "
      "policyTypes: [Up]}\n", "policyTypes must list"),
     ("just a string\n", "expected a Kubernetes object"),
-], ids=["yaml", "no-name", "no-template", "bad-policy", "not-an-object"])
+    ('{"kind": "PodList",\n "items": [}', r"bad.json:2: not valid JSON: Expecting value"),
+], ids=["yaml", "no-name", "no-template", "bad-policy", "not-an-object", "json"])
 def test_bad_manifests_exit_2_naming_the_file(tmp_path, content, message):
-    path = tmp_path / "bad.yaml"
+    path = tmp_path / ("bad.json" if content.startswith('{"') else "bad.yaml")
     path.write_text(content)
     with pytest.raises(ManifestError, match=message):
         load_manifests([path])
@@ -201,3 +203,74 @@ def test_lint_dns_over_udp_only(tmp_path):
     (tmp_path / "p.yaml").write_text(text)
     world = world_from_manifests([str(WORKLOADS), str(tmp_path / "p.yaml")])
     assert [(f.code, f.object) for f in lint(world.engine(), world.pods)] == [("NP006", "Pod default/api")]
+
+
+def test_typed_lists_as_the_api_returns_them_imply_their_items_kind(tmp_path):
+    # `kubectl get pods,networkpolicies -o yaml` per kind: items carry no kind of their own
+    (tmp_path / "pods.json").write_text(json.dumps({
+        "apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"},
+        "items": [{"metadata": {"name": "db-0", "namespace": "data", "labels": {"app": "db"}},
+                   "spec": {"containers": [{"name": "c", "image": "x"}]}, "status": {"podIP": "10.1.0.7"}},
+                  {"metadata": {"name": "api-1", "namespace": "web", "labels": {"app": "api"}},
+                   "spec": {"containers": []}}]}))
+    (tmp_path / "rest.yaml").write_text("""\
+apiVersion: v1
+kind: NamespaceList
+items:
+- metadata: {name: data, labels: {tier: data}}
+- metadata: {name: web}
+---
+apiVersion: apps/v1
+kind: DeploymentList
+items:
+- metadata: {name: web, namespace: web}
+  spec: {template: {metadata: {labels: {app: web}}, spec: {containers: []}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicyList
+items:
+- metadata: {name: db-from-api, namespace: data}
+  spec:
+    podSelector: {matchLabels: {app: db}}
+    ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: api}}}]}]
+""")
+    m = load_manifests([tmp_path])
+    assert {(p.key, p.ip) for p in m.pods} == {("data/db-0", "10.1.0.7"), ("web/api-1", ""), ("web/web", "")}
+    assert m.namespaces == {"data": {"tier": "data"}, "web": {}}
+    assert [p.key for p in m.policies] == ["data/db-from-api"]
+    world = world_from_manifests([str(tmp_path)])
+    engine = world.engine()
+    assert engine.decide(endpoint_for(world, "web/api-1"), endpoint_for(world, "data/db-0"), 5432).allowed
+    assert not engine.decide(endpoint_for(world, "web/web"), endpoint_for(world, "data/db-0"), 5432).allowed
+
+
+def test_a_plain_list_item_without_kind_is_still_an_error(tmp_path):
+    path = tmp_path / "l.yaml"
+    path.write_text("apiVersion: v1\nkind: List\nitems:\n- metadata: {name: x}\n")
+    with pytest.raises(ManifestError, match=r"items\[0\] is not a Kubernetes object"):
+        load_manifests([path])
+
+
+POLICY_DOC = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: shop}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"""
+
+
+def test_the_same_object_twice_with_identical_content_is_read_once(tmp_path):
+    (tmp_path / "a.yaml").write_text(POLICY_DOC)
+    (tmp_path / "b.yaml").write_text(POLICY_DOC)
+    m = load_manifests([tmp_path, tmp_path / "a.yaml"])
+    assert [p.key for p in m.policies] == ["shop/deny"]
+
+
+def test_conflicting_definitions_of_one_object_are_a_located_error(tmp_path):
+    (tmp_path / "a.yaml").write_text(POLICY_DOC)
+    (tmp_path / "b.yaml").write_text(POLICY_DOC.replace("[Ingress]", "[Ingress, Egress]"))
+    with pytest.raises(ManifestError, match=r"b.yaml \(document 1\): NetworkPolicy shop/deny is defined twice, "
+                                            r"differently \(also in .*a.yaml \(document 1\)\)"):
+        load_manifests([tmp_path])
+    proc = netprobe("expect", "-f", str(tmp_path))
+    assert proc.returncode == 2 and "defined twice" in proc.stderr and "Traceback" not in proc.stderr

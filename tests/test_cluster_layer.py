@@ -27,7 +27,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_only_cluster_py_imports_kubernetes():
-    importers = sorted(p.name for p in PACKAGE.glob("*.py") if {"kubernetes", "urllib3"} & _imports(p))
+    importers = sorted(p.name for p in PACKAGE.rglob("*.py") if {"kubernetes", "urllib3"} & _imports(p))
     assert importers == ["cluster.py"]
 
 

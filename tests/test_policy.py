@@ -89,8 +89,9 @@ def test_quiz_3_except_removes_the_address():
     # policyTypes default: Ingress only, even with no ingress rules (deny all ingress)
     ({"podSelector": {"matchLabels": {"app": "db"}}}, API, DB, 5432, "TCP", False),
     ({"podSelector": {"matchLabels": {"app": "db"}}}, DB, API, 80, "TCP", True),
-    # egress section present → Egress added to policyTypes by default
-    ({"podSelector": {"matchLabels": {"app": "api"}}, "egress": []}, API, DB, 5432, "TCP", False),
+    # egress rules present → Egress added to policyTypes by default
+    ({"podSelector": {"matchLabels": {"app": "api"}}, "egress": [{"to": [{"podSelector": {}}]}]},
+     API, OTHER, 80, "TCP", False),
     # empty from = every source; empty podSelector = every pod of the namespace
     ({"podSelector": {}, "ingress": [{}]}, OTHER, DB, 1, "TCP", True),
     ({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}, OTHER, DB, 1, "TCP", False),
@@ -128,13 +129,43 @@ def test_quiz_3_except_removes_the_address():
                                                             "except": ["10.0.0.2/32"]}}]}]}, API, DB, 1, "TCP", False),
     # a policy only governs pods of its own namespace
     ({"podSelector": {}}, API, OTHER, 1, "TCP", True),
-], ids=["default-ingress-type", "ingress-only-leaves-egress", "egress-type-from-section", "empty-from",
+], ids=["default-ingress-type", "ingress-only-leaves-egress", "egress-type-from-rules", "empty-from",
         "empty-podselector-own-ns", "empty-podselector-same-ns", "namespace-selector", "ns-and-pod-selector-AND",
         "two-peers-OR", "expr-In", "expr-NotIn", "udp-vs-tcp", "all-udp-ports", "sctp", "endport-in",
         "endport-out", "named-port", "named-port-other-number", "named-port-egress", "ipblock-pod-ip",
         "ipblock-except-pod-ip", "other-namespace-unaffected"])
 def test_rules(spec, src, dst, port, proto, expected):
     assert allowed(engine(np("p", spec)), src, dst, port, proto) is expected
+
+
+@pytest.mark.parametrize("spec, types", [
+    ({"podSelector": {}}, {"Ingress"}),
+    ({"podSelector": {}, "egress": []}, {"Ingress"}),
+    ({"podSelector": {}, "egress": None}, {"Ingress"}),
+    ({"podSelector": {}, "egress": [{}]}, {"Ingress", "Egress"}),
+    ({"podSelector": {}, "policyTypes": [], "ingress": []}, {"Ingress"}),
+    ({"podSelector": {}, "policyTypes": [], "egress": [{}]}, {"Ingress", "Egress"}),
+    ({"podSelector": {}, "policyTypes": ["Egress"], "ingress": [{}]}, {"Egress"}),
+], ids=["nothing", "empty-egress-list", "null-egress", "egress-rule", "empty-types-empty-ingress",
+        "empty-types-egress-rule", "explicit-types-win"])
+def test_policy_types_default_as_the_api_server_does(spec, types):
+    # SetDefaults_NetworkPolicy: len(policyTypes) == 0 → [Ingress] + [Egress if len(spec.egress) != 0]
+    assert parse_policy(np("p", spec)).types == frozenset(types)
+
+
+def test_empty_egress_list_without_policy_types_does_not_isolate_egress():
+    e = engine(np("p", {"podSelector": {"matchLabels": {"app": "api"}}, "egress": []}))
+    assert allowed(e, API, DB, 5432) and allowed(e, API, "203.0.113.1", 443)
+    assert e.dns_allowed(API, [DNS]).allowed
+    assert not allowed(e, FRONTEND, API, 80)  # ingress is isolated, with no rule
+
+
+def test_empty_policy_types_with_empty_ingress_isolates_ingress():
+    e = engine(np("p", {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": [], "ingress": []}))
+    d = e.decide(Endpoint(pod=API), Endpoint(pod=DB), 5432)
+    assert not d.allowed and "default/db is ingress-isolated by default/p" in d.reason
+    assert allowed(e, DB, API, 80)  # egress stays open
+    assert not e.matrix(5432)[PODS.index(API)] >> PODS.index(DB) & 1
 
 
 def test_both_directions_must_allow():

@@ -70,7 +70,7 @@ def test_the_readme_example_page_is_the_current_rendering_of_its_lab_result():
 def test_expect_report_structure_matches_the_golden_file():
     proc = subprocess.run([sys.executable, "-m", "probe", "expect", "-f", str(TUTORIAL / "workloads.yaml"),
                            "-f", str(TUTORIAL / "policies.yaml"), "--port", "5432", "--port", "8080",
-                           "--spec", str(TUTORIAL / "expect.yaml"), "-o", "html"],
+                           "--spec", str(TUTORIAL / "expect.yaml"), "--pods", "-o", "html"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
     page = Page(proc.stdout)
