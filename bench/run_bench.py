@@ -37,7 +37,10 @@ BLACKHOLE = os.environ.get("NETPROBE_LAB_BLACKHOLE_IP", "203.0.113.13")
 
 
 def kubectl(*args: str, stdin: str | None = None) -> str:
-    return subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True, check=True).stdout
+    proc = subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
 
 
 def deploy(ns: str, identities: int, replicas: int, image: str) -> None:

@@ -573,10 +573,11 @@ async def run_gate(plan: Dict[str, Any], started: float) -> Dict[str, Any]:
     probe of a denied target reads "blocked" whether or not the policy denies it. A fail-open
     enforcer leaves it un-isolated, so an early probe of a denied target connects. The gate
     therefore polls, with short timeouts, checks the expectations say must connect and checks
-    they say must not, and opens in the first round where at least one "connect" check
-    connects (not fail-closed any more) and every "block" check does not (not fail-open any
-    more). Where the plan has no check for one of the conditions, nothing can show it, so the
-    gate waits out the whole bound. The gate only decides when the real checks start: they
+    they say must not, and opens in the first round where every "connect" check connects (not
+    fail-closed any more, for each of them) and every "block" check does not (not fail-open
+    any more): where every polled check already shows what the spec expects of it. Where the
+    plan has no check for one of the conditions, nothing can show it, so the gate waits out
+    the whole bound. The gate only decides when the real checks start: they
     always run afterwards, and their verdicts are reported as observed.
 
     Returns the gate's report: waited_ms, opened (condition-met | bound-reached |
@@ -606,7 +607,7 @@ async def run_gate(plan: Dict[str, Any], started: float) -> Dict[str, Any]:
         verdicts = await asyncio.gather(*[_gate_probe(c, resolver, gate["timeout"]) for c in probes])
         last = {c["id"]: verdicts[i] for i, c in enumerate(probes)}
         unmet = []
-        if not any(last[c["id"]] in _GATE_CONNECTED for c in connect):
+        if not all(last[c["id"]] in _GATE_CONNECTED for c in connect):
             unmet.append("connect")
         if not all(last[c["id"]] in _GATE_NOT_CONNECTED for c in block):
             unmet.append("block")

@@ -16,7 +16,7 @@ from .pods import Identity, PodInfo, group_identities
 from .services import Backend
 
 WARMUP_MODES = ("gate", "fixed")
-GATE_CANDIDATES = 3  # checks polled per gate condition (connect: one must connect; block: none may)
+GATE_CANDIDATES = 3  # checks polled per gate condition; each must show what the spec expects
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,18 +89,22 @@ def build_checks(
     return checks, refs
 
 
-def _gate_rank(check: Mapping[str, Any], ref: CheckRef) -> int:
+def _gate_rank(check: Mapping[str, Any], ref: CheckRef, *, connect: bool) -> int:
     """Which checks tell the gate most, lowest first.
 
-    In-cluster answers come in milliseconds, far inside the gate's short timeout, and they
-    come from something that certainly listens, so a check that stops connecting shows the
-    policy, not a dead target: the cluster DNS first, then target pods, then names
-    (Services), then IP addresses (often external: slower, or a black hole that never answers).
+    In-cluster answers come in milliseconds, far inside the gate's short timeout, and from
+    something that listens. A "block" check shows a fail-open start is over only if its
+    target would answer an un-isolated pod: the cluster DNS always does, then target pods,
+    then names (Services), then IP addresses (often external: slower, or a black hole that
+    never answers). A "connect" check shows more when its packets also pass the target's
+    ingress policy, which the enforcer programs for the new pod's address asynchronously too
+    (on another node, by another agent): target pods first, then names, then the DNS (rarely
+    isolated), then IP addresses.
     """
     if check["kind"] == "dns":
-        return 0
+        return 2 if connect else 0
     if ref.pod:
-        return 1
+        return 0 if connect else 1
     host = str(check.get("host") or "")
     if check["kind"] == "http":
         netloc = str(check.get("url", "")).split("://", 1)[-1].split("/", 1)[0]
@@ -108,7 +112,7 @@ def _gate_rank(check: Mapping[str, Any], ref: CheckRef) -> int:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return 2
+        return 1 if connect else 2
     return 3
 
 
@@ -127,9 +131,9 @@ def gate_checks(
         ref = refs[check["id"]]
         wanted = {expect.get((source, ref.target)) for source in sources}
         if wanted == {Expectation.ALLOW}:
-            connect.append((_gate_rank(check, ref), order, check["id"]))
+            connect.append((_gate_rank(check, ref, connect=True), order, check["id"]))
         elif wanted == {Expectation.DENY}:
-            block.append((_gate_rank(check, ref), order, check["id"]))
+            block.append((_gate_rank(check, ref, connect=False), order, check["id"]))
     return (tuple(cid for *_, cid in sorted(connect)[:GATE_CANDIDATES]),
             tuple(cid for *_, cid in sorted(block)[:GATE_CANDIDATES]))
 

@@ -287,9 +287,15 @@ class Runner:
         waiting = list(plans)
 
         def top_up() -> None:
-            while waiting and len(rnd.launched) - (len(rnd.results) + len(rnd.failures)) < \
-                    self.options.max_parallel:
-                self._launch(rnd, waiting.pop(0))
+            while True:
+                free = self.options.max_parallel - (len(rnd.launched) - (len(rnd.results) + len(rnd.failures)))
+                batch = [waiting.pop(0) for _ in range(max(0, min(free, len(waiting))))]
+                if not batch:
+                    return
+                # The Jobs are created concurrently: N creates cost about one round trip, and
+                # the last probe pod does not start N round trips after the first.
+                with ThreadPoolExecutor(max_workers=min(8, len(batch))) as pool:
+                    list(pool.map(lambda plan: self._launch(rnd, plan), batch))
 
         created = time.monotonic()
         top_up()

@@ -247,15 +247,26 @@ def test_gate_polls_an_expected_allow_and_an_expected_deny_check():
     assert doc["gate"] == {"bound": 3.0, "connect": [ids["dns"], ids["internet"]], "block": [ids["db"]]}
 
 
-def test_gate_prefers_dns_then_target_pods_then_names_then_ip_addresses():
-    dbpods = TargetPods(target="db-pods", pods=(pod("db-0", {"app": "db"}, ip="10.0.0.9"),), total=1)
-    targets = [SITE_IP, INTERNET, DB, DBPODS, SITE, DNS]
-    expect = {("api", t.name): DENY for t in targets}
-    plan, doc = gate_of(targets, expect, pods={"db-pods": dbpods})
+TARGETS = [SITE_IP, INTERNET, DB, DBPODS, SITE, DNS]
+DBPODS_FOUND = {"db-pods": TargetPods(target="db-pods", pods=(pod("db-0", {"app": "db"}, ip="10.0.0.9"),),
+                                      total=1)}
+
+
+def test_block_checks_prefer_dns_then_target_pods_then_names_then_ip_addresses():
+    # what an un-isolated pod would surely reach first: the DNS always answers
+    plan, doc = gate_of(TARGETS, {("api", t.name): DENY for t in TARGETS}, pods=DBPODS_FOUND)
     names = [plan.refs[c].target for c in doc["gate"]["block"]]
     assert len(names) == GATE_CANDIDATES == 3
     assert names == ["dns", "db-pods", "db"]  # then site (a name), then the IP addresses
     assert doc["gate"]["connect"] == []
+
+
+def test_connect_checks_prefer_target_pods_then_names_then_dns_then_ip_addresses():
+    # what also passes the target's ingress policy first: a target pod, a Service
+    plan, doc = gate_of(TARGETS, {("api", t.name): ALLOW for t in TARGETS}, pods=DBPODS_FOUND)
+    names = [plan.refs[c].target for c in doc["gate"]["connect"]]
+    assert names == ["db-pods", "db", "site"]
+    assert doc["gate"]["block"] == []
 
 
 def test_a_target_the_sources_of_one_probe_pod_disagree_on_is_no_gate_check():
