@@ -76,7 +76,7 @@ class Request:
 
     @property
     def is_watch(self) -> bool:
-        return self.query.get("watch") in ("true", "1")
+        return parse_bool(self.query.get("watch"))
 
 
 class ApiError(Exception):
@@ -84,6 +84,11 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
         self.headers = dict(headers or {})
+
+
+def parse_bool(text: str | None) -> bool:
+    """Go's strconv.ParseBool, as the API server reads boolean query parameters (older clients send "True")."""
+    return text in ("1", "t", "T", "TRUE", "true", "True")
 
 
 def status_doc(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -275,9 +280,9 @@ class StubAPI:
             self._cond.notify_all()
 
     def expire(self) -> None:
-        """Compact history: every resourceVersion seen so far is now too old to watch from."""
+        """Compact history: every resourceVersion before the current one is too old to watch from."""
         with self._cond:
-            self.compacted = self.rv + 1
+            self.compacted = self.rv
 
     def pod(self, name: str, namespace: str = "default", labels: Mapping[str, str] | None = None,
             ip: str = "10.0.0.1", **spec: Any) -> dict[str, Any]:
@@ -516,7 +521,7 @@ class StubAPI:
         timeout = float(query.get("timeoutSeconds") or 1800)
         end = time.monotonic() + timeout
         labels = query.get("labelSelector", "")
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = parse_bool(query.get("allowWatchBookmarks"))
         with self._cond:
             since = int(query.get("resourceVersion") or self.rv)
             expired = since < self.compacted

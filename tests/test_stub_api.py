@@ -85,7 +85,7 @@ def test_watch_sees_a_pod_finish(stub, kube):
 def test_watch_error_410_mid_stream_leads_to_exactly_one_relist(stub, kube):
     probe_pod(stub)
     # the first event after the watch starts is replaced by ERROR 410 (the RV is compacted)
-    stub.fault("GET", "/pods$", "watch-error-410", query="watch=true", after_events=0)
+    stub.fault("GET", "/pods$", "watch-error-410", query="watch=(?i:true)", after_events=0)
     later(0.3, stub.update, "pods", "default", "p0", lambda p: p["status"].update(phase="Running"))
     later(0.8, finish, stub)
     started = time.monotonic()
@@ -105,6 +105,7 @@ def test_watch_from_a_too_old_resource_version_relists_once(stub, kube):
 
     def expire_first(resource, ns, query, fault):  # the history was compacted between list and watch
         if len(stub.requests_to("GET", "/pods$", watch=True)) == 1:
+            stub.put("services", {"metadata": {"name": "unrelated", "namespace": "default"}, "spec": {}})
             stub.expire()
         return original(resource, ns, query, fault)
 
@@ -143,7 +144,7 @@ def test_watch_across_namespaces(stub, kube):
 
 def test_watch_survives_a_5xx_on_the_watch_request(stub, kube):
     probe_pod(stub)
-    stub.fault("GET", "/pods$", "status", status=503, query="watch=true")
+    stub.fault("GET", "/pods$", "status", status=503, query="watch=(?i:true)")
     later(0.5, finish, stub)
     seen = watch_until_done(kube)
     assert seen[-1].exit_code == 0
@@ -287,7 +288,7 @@ def test_server_version(tmp_path, minor):
     with StubAPI() as stub:
         stub.version = (1, 0)
         original = stub.handle
-        stub.handle = lambda m, p, q, b: {"major": "1", "minor": minor} if p == "/version" else original(m, p, q, b)
+        stub.handle = lambda m, p, q, b: {"major": "1", "minor": minor} if p.rstrip("/") == "/version" else original(m, p, q, b)
         kube = KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)))
         assert kube.server_version() == (1, int(minor[:2]))
 
