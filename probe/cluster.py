@@ -207,6 +207,19 @@ class KubeCluster:
         self._version = client.VersionApi(api_client)
         self._client = api_client
 
+    def close(self) -> None:
+        """Close the client's pooled connections."""
+        with contextlib.suppress(Exception):
+            self._client.rest_client.pool_manager.clear()
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+    def __enter__(self) -> KubeCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- plumbing
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

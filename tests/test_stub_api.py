@@ -35,9 +35,10 @@ def stub() -> Iterator[StubAPI]:
 
 
 @pytest.fixture
-def kube(stub: StubAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KubeCluster:
+def kube(stub: StubAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeCluster]:
     monkeypatch.setenv("NETPROBE_API_RETRY_BUDGET", "20")
-    return KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)), request_timeout=5.0)
+    with KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)), request_timeout=5.0) as cluster:
+        yield cluster
 
 
 def probe_pod(stub: StubAPI, name: str = "p0", index: int = 0, ns: str = "default") -> None:
@@ -188,8 +189,8 @@ def test_a_server_that_caps_pages_smaller_is_followed(tmp_path, monkeypatch):
     with StubAPI(page_limit_cap=7) as stub:
         for i in range(30):
             stub.put("services", {"metadata": {"name": f"s{i}", "namespace": "default"}, "spec": {}})
-        kube = KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)))
-        assert len(kube.list_services("default")) == 30
+        with KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path))) as kube:
+            assert len(kube.list_services("default")) == 30
 
 
 # ------------------------------------------------------------------ retries
@@ -213,20 +214,20 @@ def test_5xx_is_retried_then_succeeds(stub, kube):
 
 def test_5xx_forever_is_a_transient_error_after_the_budget(stub, tmp_path, monkeypatch):
     monkeypatch.setenv("NETPROBE_API_RETRY_BUDGET", "1.5")
-    kube = KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)))
-    stub.fault("GET", "/pods$", "status", status=503, times=100, message="etcd is sad")
-    with pytest.raises(TransientError, match="HTTP 503: etcd is sad"):
-        kube.list_pods("default")
+    with KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path))) as kube:
+        stub.fault("GET", "/pods$", "status", status=503, times=100, message="etcd is sad")
+        with pytest.raises(TransientError, match="HTTP 503: etcd is sad"):
+            kube.list_pods("default")
 
 
 def test_a_slow_response_times_out_and_is_retried(stub, tmp_path, monkeypatch):
     monkeypatch.setenv("NETPROBE_API_RETRY_BUDGET", "20")
-    kube = KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)), request_timeout=0.5)
-    stub.pod("api-0")
-    stub.fault("GET", "/pods$", "slow", delay=2.0)
-    started = time.monotonic()
-    assert len(kube.list_pods("default")) == 1
-    assert time.monotonic() - started < 2.0  # did not wait for the slow answer
+    with KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)), request_timeout=0.5) as kube:
+        stub.pod("api-0")
+        stub.fault("GET", "/pods$", "slow", delay=2.0)
+        started = time.monotonic()
+        assert len(kube.list_pods("default")) == 1
+        assert time.monotonic() - started < 2.0  # did not wait for the slow answer
 
 
 def job_manifest(name: str = "netprobe-r1-0", run: str = RUN) -> dict:
@@ -289,8 +290,8 @@ def test_server_version(tmp_path, minor):
         stub.version = (1, 0)
         original = stub.handle
         stub.handle = lambda m, p, q, b: {"major": "1", "minor": minor} if p.rstrip("/") == "/version" else original(m, p, q, b)
-        kube = KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)))
-        assert kube.server_version() == (1, int(minor[:2]))
+        with KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path))) as kube:
+            assert kube.server_version() == (1, int(minor[:2]))
 
 
 def ephemeral(name: str) -> dict:
@@ -300,20 +301,20 @@ def ephemeral(name: str) -> dict:
 
 def test_ephemeral_container_is_added_and_its_state_read(tmp_path):
     with StubAPI() as stub:
-        kube = KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)))
-        stub.pod("api-0", labels={"app": "api"})
-        kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-0"))
-        deadline = time.monotonic() + 10
-        state = None
-        while state is None and time.monotonic() < deadline:
-            state = kube.ephemeral_state("default", "api-0", "netprobe-r1-0")
-            time.sleep(0.1)
-        assert state is not None and state.exit_code == 0
-        assert kube.pod_log("default", "api-0", "netprobe-r1-0").strip() == "{}"
-        # a second one keeps the first (ephemeral containers can never be removed)
-        kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-1"))
-        names = [c["name"] for c in stub.get("pods", "default", "api-0")["spec"]["ephemeralContainers"]]
-        assert names == ["netprobe-r1-0", "netprobe-r1-1"]
+        with KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path))) as kube:
+            stub.pod("api-0", labels={"app": "api"})
+            kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-0"))
+            deadline = time.monotonic() + 10
+            state = None
+            while state is None and time.monotonic() < deadline:
+                state = kube.ephemeral_state("default", "api-0", "netprobe-r1-0")
+                time.sleep(0.1)
+            assert state is not None and state.exit_code == 0
+            assert kube.pod_log("default", "api-0", "netprobe-r1-0").strip() == "{}"
+            # a second one keeps the first (ephemeral containers can never be removed)
+            kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-1"))
+            names = [c["name"] for c in stub.get("pods", "default", "api-0")["spec"]["ephemeralContainers"]]
+            assert names == ["netprobe-r1-0", "netprobe-r1-1"]
 
 
 def test_a_duplicate_ephemeral_container_name_is_a_clear_422(stub, kube):

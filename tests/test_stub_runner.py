@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,9 +39,19 @@ def stub() -> Iterator[StubAPI]:
         yield api
 
 
-def kube_for(stub: StubAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KubeCluster:
+@pytest.fixture
+def kube_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[StubAPI], KubeCluster]]:
+    """KubeCluster (the real client) connected to a stub server; closed after the test."""
     monkeypatch.setenv("NETPROBE_API_RETRY_BUDGET", "20")
-    return KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)), request_timeout=5.0)
+    made: list[KubeCluster] = []
+
+    def connect(stub: StubAPI) -> KubeCluster:
+        made.append(KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)), request_timeout=5.0))
+        return made[-1]
+
+    yield connect
+    for kube in made:
+        kube.close()
 
 
 def add_sources(stub: StubAPI, *apps: str) -> None:
@@ -56,9 +66,9 @@ def jobs_of(stub: StubAPI) -> list[dict]:
     return [o for k, o in stub.objects.items() if k[0] == "jobs"]
 
 
-def test_a_run_through_the_real_client(stub, tmp_path, monkeypatch, listener):
+def test_a_run_through_the_real_client(stub, kube_for, listener):
     add_sources(stub, "api", "web")
-    result = Runner(kube_for(stub, tmp_path, monkeypatch), spec(listener[1]), FAST).run()
+    result = Runner(kube_for(stub), spec(listener[1]), FAST).run()
     assert result.exit_code == 0, (result.problems, [c.detail for c in result.cells])
     assert result.cell("api", "db").observed is Verdict.ALLOWED
     assert len(stub.requests_to("POST", "/jobs$")) == 2
@@ -66,39 +76,38 @@ def test_a_run_through_the_real_client(stub, tmp_path, monkeypatch, listener):
     assert not any(RUN_LABEL in (o["metadata"].get("labels") or {}) for o in stub.objects.values())
 
 
-def test_a_job_create_lost_after_commit_does_not_fail_the_plan(stub, tmp_path, monkeypatch, listener):
+def test_a_job_create_lost_after_commit_does_not_fail_the_plan(stub, kube_for, listener):
     add_sources(stub, "api")
     stub.fault("POST", "/jobs$", "lost")
-    result = Runner(kube_for(stub, tmp_path, monkeypatch), spec(listener[1], ("api",)), FAST).run()
+    result = Runner(kube_for(stub), spec(listener[1], ("api",)), FAST).run()
     assert result.exit_code == 0, [c.detail for c in result.cells]
     assert len(stub.requests_to("POST", "/jobs$")) == 2
 
 
-def test_keep_sets_no_ttl_so_kept_jobs_stay(stub, tmp_path, monkeypatch, listener):
+def test_keep_sets_no_ttl_so_kept_jobs_stay(stub, kube_for, listener):
     add_sources(stub, "api")
     opts = RunOptions(warmup=0.0, keep=True, pods=PodSettings(startup_timeout=10.0))
-    result = Runner(kube_for(stub, tmp_path, monkeypatch), spec(listener[1], ("api",)), opts).run()
+    result = Runner(kube_for(stub), spec(listener[1], ("api",)), opts).run()
     assert result.exit_code == 0
     [job] = jobs_of(stub)
     assert "ttlSecondsAfterFinished" not in job["spec"]  # the TTL controller would delete it
 
 
-def test_ttl_0_still_reads_a_result_too_large_for_the_termination_message(stub, tmp_path, monkeypatch,
-                                                                          listener):
+def test_ttl_0_still_reads_a_result_too_large_for_the_termination_message(stub, kube_for, listener):
     add_sources(stub, "api")
     opts = RunOptions(warmup=0.0, pods=PodSettings(startup_timeout=10.0, ttl_seconds=0))
     big = spec(listener[1], ("api",), extra_targets=60)  # the result exceeds 4 KiB: read from the log
-    result = Runner(kube_for(stub, tmp_path, monkeypatch), big, opts).run()
+    result = Runner(kube_for(stub), big, opts).run()
     assert result.exit_code == 0, [c.detail for c in result.cells][:3]
     assert stub.requests_to("GET", "/log$")  # it was read from the log
     assert all(c.observed is Verdict.ALLOWED for c in result.cells)
 
 
-def test_a_log_that_is_gone_fails_that_plan_only(stub, tmp_path, monkeypatch, listener):
+def test_a_log_that_is_gone_fails_that_plan_only(stub, kube_for, listener):
     add_sources(stub, "api", "web")
     stub.fault("GET", "/log$", "status", status=404, message='pods "x" not found', times=1)
     big = spec(listener[1], ("api", "web"), extra_targets=60)
-    result = Runner(kube_for(stub, tmp_path, monkeypatch), big, FAST).run()
+    result = Runner(kube_for(stub), big, FAST).run()
     errors = [c for c in result.cells if c.observed is Verdict.ERROR]
     allowed = [c for c in result.cells if c.observed is Verdict.ALLOWED]
     assert errors and allowed and {c.source for c in errors} != {c.source for c in allowed}
@@ -106,7 +115,7 @@ def test_a_log_that_is_gone_fails_that_plan_only(stub, tmp_path, monkeypatch, li
     assert result.exit_code != 0
 
 
-def test_each_wave_gets_its_own_startup_budget(tmp_path, monkeypatch, listener):
+def test_each_wave_gets_its_own_startup_budget(kube_for, listener):
     # 3 identities, one probe pod at a time, each taking 2.5 s to start: 7.5 s in all, more
     # than one pod's start-up budget (0.5 s + the agent's 6.4 s).
     with StubAPI(kubelet_delay=2.5) as stub:
@@ -114,17 +123,17 @@ def test_each_wave_gets_its_own_startup_budget(tmp_path, monkeypatch, listener):
         opts = RunOptions(warmup=0.0, max_parallel=1, timeout=0.2, pods=PodSettings(startup_timeout=0.5),
                           overall_timeout=60.0)
         started = time.monotonic()
-        result = Runner(kube_for(stub, tmp_path, monkeypatch), spec(listener[1], ("a", "b", "c")), opts).run()
+        result = Runner(kube_for(stub), spec(listener[1], ("a", "b", "c")), opts).run()
         assert result.exit_code == 0, [c.detail for c in result.cells]
         assert time.monotonic() - started > 7.0  # the waves did run one after the other
 
 
-def test_a_wave_that_never_starts_still_times_out(tmp_path, monkeypatch, listener):
+def test_a_wave_that_never_starts_still_times_out(kube_for, listener):
     with StubAPI(kubelet="hold") as stub:
         add_sources(stub, "a", "b")
         opts = RunOptions(warmup=0.0, max_parallel=1, timeout=0.1, pods=PodSettings(startup_timeout=0.2),
                           overall_timeout=60.0)
-        result = Runner(kube_for(stub, tmp_path, monkeypatch), spec(listener[1], ("a", "b")), opts).run()
+        result = Runner(kube_for(stub), spec(listener[1], ("a", "b")), opts).run()
         details = [c.detail for c in result.cells]
         assert result.exit_code == 3 and all("timed out" in d and "still Pending" in d for d in details), details
 
@@ -132,11 +141,11 @@ def test_a_wave_that_never_starts_still_times_out(tmp_path, monkeypatch, listene
 EPHEMERAL = RunOptions(warmup=0.0, via="ephemeral", pods=PodSettings(startup_timeout=10.0), overall_timeout=60.0)
 
 
-def test_ephemeral_rounds_use_new_container_names(stub, tmp_path, monkeypatch, listener, closed_port):
+def test_ephemeral_rounds_use_new_container_names(stub, kube_for, listener, closed_port):
     add_sources(stub, "api")
     opts = RunOptions(warmup=0.0, via="ephemeral", attempts=2, pods=PodSettings(startup_timeout=10.0),
                       overall_timeout=60.0)
-    result = Runner(kube_for(stub, tmp_path, monkeypatch), spec(listener[1], ("api",), expect_db="deny"),
+    result = Runner(kube_for(stub), spec(listener[1], ("api",), expect_db="deny"),
                     opts).run()
     cell = result.cell("api", "db")
     assert cell.history == (Verdict.ALLOWED, Verdict.ALLOWED), cell.detail  # round 2 really probed
@@ -146,11 +155,11 @@ def test_ephemeral_rounds_use_new_container_names(stub, tmp_path, monkeypatch, l
     assert any("cannot remove ephemeral containers" in w for w in result.warnings)
 
 
-def test_ephemeral_plans_are_not_polled_before_they_are_launched(stub, tmp_path, monkeypatch, listener):
+def test_ephemeral_plans_are_not_polled_before_they_are_launched(stub, kube_for, listener):
     add_sources(stub, "a", "b")
     opts = RunOptions(warmup=0.0, via="ephemeral", max_parallel=1, pods=PodSettings(startup_timeout=10.0),
                       overall_timeout=60.0)
-    result = Runner(kube_for(stub, tmp_path, monkeypatch), spec(listener[1], ("a", "b")), opts).run()
+    result = Runner(kube_for(stub), spec(listener[1], ("a", "b")), opts).run()
     assert result.exit_code == 0, [c.detail for c in result.cells]
     for pod in ("a-0", "b-0"):
         seen = [r.method for r in stub.requests if r.path.endswith(f"/pods/{pod}")
