@@ -444,13 +444,13 @@ class KubeCluster:
                     yield probe_pod_state(obj, deleted=kind == "DELETED")
                     if until() or time.monotonic() >= deadline:
                         return
-            except ClusterError as err:
-                if not isinstance(err, TransientError):
+            except ClusterError as exc:
+                if not isinstance(exc, TransientError):
                     raise
             except Exception as exc:  # the stream broke or went quiet: watch again from where it was
-                err = _translate(exc, what)
-                if not isinstance(err, TransientError):
-                    raise err from exc
+                broken = _translate(exc, what)
+                if not isinstance(broken, TransientError):
+                    raise broken from exc
             finally:
                 resp.close()
                 with contextlib.suppress(Exception):

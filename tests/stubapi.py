@@ -355,9 +355,9 @@ class StubAPI:
         self.update("jobs", ns, job, lambda j: j.setdefault("status", {}).update(
             succeeded=int(code == 0), failed=int(code != 0)))
         ttl = job_obj["spec"].get("ttlSecondsAfterFinished")
-        if self.ttl_controller and ttl is not None and ttl <= 5:  # the TTL controller, sped up
-            if not self._stopping.wait(ttl):
-                self.delete("jobs", ns, job)
+        # the TTL controller, for short TTLs only (a test does not wait a minute)
+        if self.ttl_controller and ttl is not None and ttl <= 5 and not self._stopping.wait(ttl):
+            self.delete("jobs", ns, job)
 
     def _run_ephemeral(self, ns: str, pod: str, container: dict[str, Any]) -> None:
         if self._stopping.wait(self.kubelet_delay):

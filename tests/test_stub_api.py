@@ -287,9 +287,14 @@ def test_pod_log_of_a_deleted_pod_is_a_404_cluster_error(stub, kube):
 @pytest.mark.parametrize("minor", ["31", "27+", "25-gke.1"])
 def test_server_version(tmp_path, minor):
     with StubAPI() as stub:
-        stub.version = (1, 0)
         original = stub.handle
-        stub.handle = lambda m, p, q, b: {"major": "1", "minor": minor} if p.rstrip("/") == "/version" else original(m, p, q, b)
+
+        def handle(method, path, query, body):  # a provider's decorated version numbers
+            if path.rstrip("/") == "/version":
+                return {"major": "1", "minor": minor}
+            return original(method, path, query, body)
+
+        stub.handle = handle
         with KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path))) as kube:
             assert kube.server_version() == (1, int(minor[:2]))
 
@@ -300,21 +305,20 @@ def ephemeral(name: str) -> dict:
 
 
 def test_ephemeral_container_is_added_and_its_state_read(tmp_path):
-    with StubAPI() as stub:
-        with KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path))) as kube:
-            stub.pod("api-0", labels={"app": "api"})
-            kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-0"))
-            deadline = time.monotonic() + 10
-            state = None
-            while state is None and time.monotonic() < deadline:
-                state = kube.ephemeral_state("default", "api-0", "netprobe-r1-0")
-                time.sleep(0.1)
-            assert state is not None and state.exit_code == 0
-            assert kube.pod_log("default", "api-0", "netprobe-r1-0").strip() == "{}"
-            # a second one keeps the first (ephemeral containers can never be removed)
-            kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-1"))
-            names = [c["name"] for c in stub.get("pods", "default", "api-0")["spec"]["ephemeralContainers"]]
-            assert names == ["netprobe-r1-0", "netprobe-r1-1"]
+    with StubAPI() as stub, KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path))) as kube:
+        stub.pod("api-0", labels={"app": "api"})
+        kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-0"))
+        deadline = time.monotonic() + 10
+        state = None
+        while state is None and time.monotonic() < deadline:
+            state = kube.ephemeral_state("default", "api-0", "netprobe-r1-0")
+            time.sleep(0.1)
+        assert state is not None and state.exit_code == 0
+        assert kube.pod_log("default", "api-0", "netprobe-r1-0").strip() == "{}"
+        # a second one keeps the first (ephemeral containers can never be removed)
+        kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-1"))
+        names = [c["name"] for c in stub.get("pods", "default", "api-0")["spec"]["ephemeralContainers"]]
+        assert names == ["netprobe-r1-0", "netprobe-r1-1"]
 
 
 def test_a_duplicate_ephemeral_container_name_is_a_clear_422(stub, kube):
