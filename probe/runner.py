@@ -281,6 +281,9 @@ class Runner:
                 self._report_progress(rnd)
                 if rnd.finished():
                     break
+            close = getattr(states, "close", None)
+            if close is not None:  # release the watch's connection now, not when collected
+                close()
             now = time.monotonic()
             for index in [i for i in rnd.launched if is_open(i) and (expires(i) <= now + 0.05 or
                                                                       now >= self._deadline)]:
