@@ -175,7 +175,7 @@ class Runner:
         rnd.launched_at[plan.index] = time.monotonic()
         ns = plan.identity.namespace
         self._namespaces.add(ns)
-        # --keep: no TTL either, or the TTL controller (on by default since 1.23) removes kept Jobs
+        # --keep: no TTL either, or the TTL controller (on by default since 1.21) removes kept Jobs
         pods = replace(self.options.pods, ttl_seconds=None) if self.options.keep else self.options.pods
         try:
             if self.options.via == "ephemeral":
