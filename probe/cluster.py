@@ -477,7 +477,7 @@ def _watch_events(resp: Any, what: str) -> Iterator[dict[str, Any]]:
 
 def _status_error(status: Mapping[str, Any], what: str) -> ClusterError:
     """The error a Status object (an ERROR watch event) stands for."""
-    code = int(status.get("code") or 0) if str(status.get("code") or "0").isdigit() else 0
+    code = _leading_int(status.get("code"), 0)
     message = f"{what}: HTTP {code}: {status.get('message') or status.get('reason') or status}"
     if code in (429, 500, 502, 503, 504):
         return TransientError(message, status=code)
