@@ -8,6 +8,10 @@ matches a rule's predicate, the rule's next action is applied (then requests pas
   "drop"  close the connection without answering
   "cut"   (watches) relay the first event, then close the stream mid-way
   "gone"  (watches) answer with a watch ERROR event 410 Gone (an expired resourceVersion)
+  "gone-mid"  (watches) relay the first event, then an ERROR 410 event, and from then on treat
+          the resourceVersions of that stream as expired (as a compacting server does): a watch
+          from one of them gets ERROR 410 too, so only a re-list gets the client going again
+  "lost"  forward the request (the server commits it), then close the connection unanswered
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -41,18 +45,33 @@ class Script:
     rules: list[Rule] = field(default_factory=list)
     always: str | None = None  # apply to every request (persistent fault)
     log: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, action)
+    expired: set[str] = field(default_factory=set)  # resourceVersions "gone-mid" made too old
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def action(self, method: str, path: str) -> str:
         with self.lock:
             act = self.always or "pass"
-            if self.always is None:
+            version = parse_qs(urlsplit(path).query).get("resourceVersion", [""])[-1]
+            if "watch=" in path and version in self.expired:
+                act = "gone"
+            elif self.always is None:
                 for rule in self.rules:
                     if rule.actions and rule.predicate(method, path):
                         act = rule.actions.pop(0)
                         break
             self.log.append((method, path, act))
             return act
+
+
+def _versions(block: bytes) -> set[str]:
+    """The resourceVersions of the watch events in a block of the stream."""
+    found = set()
+    for line in block.splitlines():
+        try:
+            found.add(str(json.loads(line)["object"]["metadata"]["resourceVersion"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def _upstream(kubeconfig: Path) -> tuple[str, int, ssl.SSLContext, dict[str, str]]:
@@ -109,10 +128,11 @@ def fault_proxy(kubeconfig: Path, script: Script, out_kubeconfig: Path) -> Itera
                 self.end_headers()
                 self.wfile.write(payload)
                 return
+            gone_event = json.dumps({"type": "ERROR", "object": {
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+                "message": "too old resource version (injected)", "code": 410}}).encode() + b"\n"
             if act == "gone":
-                event = json.dumps({"type": "ERROR", "object": {
-                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
-                    "message": "too old resource version (injected)", "code": 410}}).encode() + b"\n"
+                event = gone_event
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(event)))
@@ -124,7 +144,13 @@ def fault_proxy(kubeconfig: Path, script: Script, out_kubeconfig: Path) -> Itera
             headers.update(auth)
             conn.request(self.command, self.path, body=body, headers=headers)
             resp = conn.getresponse()
-            streaming = "watch=true" in self.path or "watch=1" in self.path
+            if act == "lost":  # the server has committed it; its answer never reaches the client
+                resp.read()
+                conn.close()
+                self.close_connection = True
+                self.connection.close()
+                return
+            streaming = "watch=true" in self.path.lower() or "watch=1" in self.path
             self.send_response(resp.status)
             for k, v in resp.getheaders():
                 if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -147,6 +173,13 @@ def fault_proxy(kubeconfig: Path, script: Script, out_kubeconfig: Path) -> Itera
                     self.wfile.write(f"{len(block):x}\r\n".encode() + block + b"\r\n")
                     self.wfile.flush()
                     events += block.count(b"\n")
+                    if act == "gone-mid" and events >= 1:
+                        with script.lock:
+                            script.expired.add(parse_qs(urlsplit(self.path).query).get("resourceVersion", [""])[-1])
+                            script.expired.update(_versions(block))
+                        self.wfile.write(f"{len(gone_event):x}\r\n".encode() + gone_event + b"\r\n0\r\n\r\n")
+                        self.wfile.flush()
+                        return
                     if act == "cut" and events >= 1:
                         self.close_connection = True
                         self.connection.close()  # mid-stream: no terminating chunk

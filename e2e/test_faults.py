@@ -47,6 +47,23 @@ def test_transient_api_faults_are_retried_and_the_run_is_correct(tutorial: str, 
     assert wait_gone(tutorial) == []
 
 
+def test_a_watch_expired_mid_stream_is_relisted_and_a_lost_create_still_counts(tutorial: str,
+                                                                              tmp_path: Path) -> None:
+    script = Script(rules=[
+        Rule(lambda m, p: m == "POST" and "/jobs" in p, ["lost"]),  # committed, answer lost: 409 on retry
+        Rule(lambda m, p: "watch=" in p.lower() and "netprobe.io" in p, ["gone-mid"]),
+    ])
+    with fault_proxy(_kubeconfig(), script, tmp_path / "kubeconfig") as kc:
+        proc = _run_via(kc, "-n", tutorial, "--image", IMAGE, "-o", "json", "--timeout", "150s")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    actions = [a for _, _, a in script.log]
+    assert "lost" in actions and "gone-mid" in actions, script.log
+    # after the ERROR 410 the client re-listed; a watch from an expired version is answered
+    # 410 again, and a client that kept retrying it would never see its probe pods finish
+    assert actions.count("gone") <= 1, script.log
+    assert wait_gone(tutorial) == []
+
+
 def test_persistent_api_faults_end_in_exit_3_with_a_clear_message(tutorial: str, tmp_path: Path) -> None:
     script = Script(always="503")
     with fault_proxy(_kubeconfig(), script, tmp_path / "kubeconfig") as kc:

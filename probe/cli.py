@@ -189,7 +189,8 @@ def run(
                                              help="IfNotPresent | Always | Never")] = "IfNotPresent",
     same_node: Annotated[bool, typer.Option(
         "--same-node", help="Schedule each probe pod on its source pod's node.")] = False,
-    keep: Annotated[bool, typer.Option("--keep", help="Keep probe Jobs/pods for debugging.")] = False,
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="Keep probe Jobs/pods for debugging (no cleanup, no TTL; see `netprobe cleanup`).")] = False,
     via: Annotated[str, typer.Option(
         "--via", help="job (default) | ephemeral: inject into the real source pod (>= 1.25; "
                       "cannot be removed afterwards).")] = "job",
@@ -203,7 +204,8 @@ def run(
         "--warmup-mode", help="gate (default): start as soon as the policy is observably in force, "
                               "at most --warmup | fixed: always wait the whole --warmup.")] = "gate",
     ttl: Annotated[int, typer.Option("--ttl", min=0,
-                                     help="Seconds a finished probe Job lingers if not deleted.")] = 60,
+                                     help="Seconds a finished probe Job lingers if not deleted "
+                                          "(at least 30; ignored with --keep).")] = 60,
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Progress on stderr (default: on a TTY, table output).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log steps and API call counts.")] = False,

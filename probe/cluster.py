@@ -12,8 +12,10 @@ anything else ClusterError. No kubernetes or urllib3 exception leaves this modul
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -184,6 +186,8 @@ class KubeCluster:
 
         self.api_calls = 0
         self._timeout = request_timeout
+        # (connect, read): older clients (28 among them) silently ignore a float timeout
+        self._timeouts = (request_timeout, request_timeout)
         try:
             if kubeconfig is None and context is None and _in_cluster():
                 config.load_incluster_config()
@@ -230,6 +234,19 @@ class KubeCluster:
 
         return client.VersionApi(self._client)
 
+    def close(self) -> None:
+        """Close the client's pooled connections."""
+        with contextlib.suppress(Exception):
+            self._client.rest_client.pool_manager.clear()
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+    def __enter__(self) -> KubeCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- plumbing
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -238,7 +255,7 @@ class KubeCluster:
         def once() -> Any:
             self.api_calls += 1
             try:
-                resp = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+                resp = fn(*args, _preload_content=False, _request_timeout=self._timeouts, **kwargs)
                 data = resp.data
                 return json.loads(data) if data else {}
             except Exception as exc:
@@ -246,29 +263,37 @@ class KubeCluster:
 
         return _retrying(once)
 
-    def _list(self, what: str, namespaced: Callable[..., Any], cluster_wide: Callable[..., Any],
-              namespace: str | None, **kwargs: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _pages(self, what: str, namespaced: Callable[..., Any], cluster_wide: Callable[..., Any],
+               namespace: str | None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """A LIST, one parsed page (at most PAGE_SIZE items) at a time, following `continue`."""
         token = None
         while True:
-            page_kwargs = {**kwargs, "limit": 500, **({"_continue": token} if token else {})}
+            page_kwargs = {**kwargs, "limit": PAGE_SIZE, **({"_continue": token} if token else {})}
             if namespace:
                 doc = self._call(what, namespaced, namespace, **page_kwargs)
             else:
                 doc = self._call(what, cluster_wide, **page_kwargs)
-            items += doc.get("items", [])
             token = (doc.get("metadata") or {}).get("continue")
+            yield doc
             if not token:
-                return items
+                return
+
+    def _list(self, what: str, namespaced: Callable[..., Any], cluster_wide: Callable[..., Any],
+              namespace: str | None, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a LIST, without the bulky fields netprobe never reads."""
+        return [_slim(obj) for doc in self._pages(what, namespaced, cluster_wide, namespace, **kwargs)
+                for obj in doc.get("items", [])]
 
     # -- reads
 
     def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]:
         """Pods matching a label selector, in one namespace or all."""
         where = f"namespace {namespace}" if namespace else "all namespaces"
-        return [pod_info(p) for p in self._list(
+        # Each page is turned into PodInfo values and dropped: a raw pod is ~50x larger.
+        return [pod_info(p) for doc in self._pages(
             f"list pods in {where}", self._core.list_namespaced_pod,
-            self._core.list_pod_for_all_namespaces, namespace, label_selector=label_selector)]
+            self._core.list_pod_for_all_namespaces, namespace, label_selector=label_selector)
+            for p in doc.get("items", [])]
 
     def list_namespaces(self) -> list[dict[str, Any]]:
         """Every Namespace object."""
@@ -293,8 +318,8 @@ class KubeCluster:
     def server_version(self) -> tuple[int, int]:
         """(major, minor) of the API server."""
         doc = self._call("get server version", self._version.get_code)
-        minor = "".join(ch for ch in str(doc.get("minor", "0")) if ch.isdigit()) or "0"
-        return int(doc.get("major", "1") or 1), int(minor)
+        # Providers decorate the numbers ("27+", "30-eks"): the leading digits are the version.
+        return _leading_int(doc.get("major"), 1), _leading_int(doc.get("minor"), 0)
 
     def pod_log(self, namespace: str, name: str, container: str | None = None) -> str:
         """A pod's log (the agent's stdout)."""
@@ -302,7 +327,7 @@ class KubeCluster:
 
         def once() -> str:
             try:
-                kwargs: dict[str, Any] = {"_preload_content": False, "_request_timeout": self._timeout,
+                kwargs: dict[str, Any] = {"_preload_content": False, "_request_timeout": self._timeouts,
                                           "tail_lines": 200}
                 if container:
                     kwargs["container"] = container
@@ -322,21 +347,37 @@ class KubeCluster:
 
     def list_runs(self, namespace: str | None = None) -> list[JobInfo]:
         """netprobe Jobs (any run) in one namespace or all."""
-        items = self._list("list netprobe jobs", self._batch.list_namespaced_job,
-                           self._batch.list_job_for_all_namespaces, namespace,
-                           label_selector=RUN_LABEL)
+        pages = self._pages("list netprobe jobs", self._batch.list_namespaced_job,
+                            self._batch.list_job_for_all_namespaces, namespace, label_selector=RUN_LABEL)
         return [JobInfo(name=j["metadata"]["name"], namespace=j["metadata"]["namespace"],
                         run_id=(j["metadata"].get("labels") or {}).get(RUN_LABEL, ""),
                         created=_parse_time(j["metadata"].get("creationTimestamp", "")),
-                        active=int((j.get("status") or {}).get("active") or 0)) for j in items]
+                        active=int((j.get("status") or {}).get("active") or 0))
+                for doc in pages for j in doc.get("items", [])]
 
     # -- writes
 
     def create_job(self, manifest: Mapping[str, Any]) -> None:
-        """Create a probe Job."""
-        ns = manifest["metadata"]["namespace"]
-        self._call(f"create job {ns}/{manifest['metadata']['name']}",
-                   self._batch.create_namespaced_job, ns, dict(manifest))
+        """Create a probe Job; one that already exists with this run's label counts as created.
+
+        A POST whose response was lost after the server committed it is retried and answered
+        409 AlreadyExists: that Job is ours, and its pod runs, so the plan must not fail.
+        """
+        meta = manifest["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        what = f"create job {ns}/{name}"
+        try:
+            self._call(what, self._batch.create_namespaced_job, ns, dict(manifest))
+        except ClusterError as exc:
+            if exc.status != 409:
+                raise
+            existing = self._call(f"get job {ns}/{name}", self._batch.read_namespaced_job, name, ns)
+            labels = (existing.get("metadata") or {}).get("labels") or {}
+            if not meta.get("labels", {}).get(RUN_LABEL) or \
+                    labels.get(RUN_LABEL) != meta["labels"][RUN_LABEL]:
+                raise ClusterError(f"{what}: HTTP 409: a Job of that name already exists and is not "
+                                   f"this run's (label {RUN_LABEL}={labels.get(RUN_LABEL, '')!r})",
+                                   status=409) from exc
 
     def delete_run(self, namespace: str, run_id: str) -> None:
         """Delete a run's Jobs and their pods in one namespace."""
@@ -375,10 +416,15 @@ class KubeCluster:
 
     def watch_probe_pods(self, namespace: str | None, run_id: str,
                          until: Callable[[], bool], deadline: float) -> Iterator[ProbePodState]:
-        """Yield probe pod states until `until()` or the deadline; resumes expired watches."""
-        from kubernetes import watch
+        """Yield probe pod states until `until()` or the deadline; re-lists once after 410 Gone.
 
+        The watch stream is read here, line by line, rather than through the client's
+        `watch.Watch`: its handling of ERROR events differs across client releases (from 34 on,
+        `deserialize=False` raises KeyError('raw_object') on them), and an expired
+        resourceVersion must lead to one re-list, never to retries with the expired version.
+        """
         selector = f"{RUN_LABEL}={run_id}"
+        what = f"watch probe pods of run {run_id}"
         if namespace:
             list_fn: Callable[..., Any] = self._core.list_namespaced_pod
             args: tuple[Any, ...] = (namespace,)
@@ -387,47 +433,112 @@ class KubeCluster:
         resource_version = ""
         while not until() and time.monotonic() < deadline:
             if not resource_version:  # (re)list: the starting point, or after 410 Gone
-                doc = self._call(f"list probe pods of run {run_id}", list_fn, *args,
-                                 label_selector=selector)
-                resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
-                for obj in doc.get("items", []):
-                    yield probe_pod_state(obj)
+                version = ""
+                for doc in self._pages(f"list probe pods of run {run_id}", list_fn, list_fn,
+                                       namespace, label_selector=selector):
+                    version = version or (doc.get("metadata") or {}).get("resourceVersion", "")
+                    for obj in doc.get("items", []):
+                        yield probe_pod_state(obj)
+                if not version:
+                    raise ClusterError(f"{what}: the pod list carries no resourceVersion to watch from")
+                resource_version = version
                 continue
-            remaining = max(1, int(deadline - time.monotonic()))
-            w = watch.Watch()
+            window = max(1, min(int(deadline - time.monotonic()), 60))
             self.api_calls += 1
             try:
-                for event in w.stream(list_fn, *args, label_selector=selector, deserialize=False,
-                                      resource_version=resource_version, allow_watch_bookmarks=True,
-                                      timeout_seconds=min(remaining, 60),
-                                      _request_timeout=min(remaining, 60) + 10):
+                resp = list_fn(*args, label_selector=selector, watch=True, resource_version=resource_version,
+                               allow_watch_bookmarks=True, timeout_seconds=window,
+                               _preload_content=False, _request_timeout=(self._timeout, window + 10))
+            except Exception as exc:
+                err = _translate(exc, what)
+                if err.status == 410:
+                    resource_version = ""
+                    continue
+                if not isinstance(err, TransientError):
+                    raise err from exc
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                continue
+            try:
+                for event in _watch_events(resp, what):
                     kind, obj = event.get("type"), event.get("object") or {}
                     if kind == "ERROR":
-                        if obj.get("code") == 410:
+                        err = _status_error(obj, what)
+                        if err.status == 410:  # the version expired: re-list, then watch from there
                             resource_version = ""
                             break
-                        raise ClusterError(f"watch of probe pods failed: {obj.get('message', obj)}",
-                                           status=obj.get("code"))
-                    if isinstance(obj, str):
-                        obj = json.loads(obj)
-                    resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
-                    if kind == "BOOKMARK":
+                        if not isinstance(err, TransientError):
+                            raise err
+                        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                        break
+                    resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
+                    if kind not in ("ADDED", "MODIFIED", "DELETED"):  # BOOKMARK: only the version moves
                         continue
                     yield probe_pod_state(obj, deleted=kind == "DELETED")
                     if until() or time.monotonic() >= deadline:
                         return
-            except ClusterError:
-                raise
-            except Exception as exc:
-                err = _translate(exc, f"watch probe pods of run {run_id}")
-                if err.status == 410:
-                    resource_version = ""
-                elif not isinstance(err, TransientError):
-                    raise err from exc
-                else:
-                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            except ClusterError as exc:
+                if not isinstance(exc, TransientError):
+                    raise
+            except Exception as exc:  # the stream broke or went quiet: watch again from where it was
+                broken = _translate(exc, what)
+                if not isinstance(broken, TransientError):
+                    raise broken from exc
             finally:
-                w.stop()
+                resp.close()
+                with contextlib.suppress(Exception):
+                    resp.release_conn()
+
+
+def _watch_events(resp: Any, what: str) -> Iterator[dict[str, Any]]:
+    """The JSON events of a watch response (one per line), as they arrive."""
+    buffer = b""
+    for chunk in resp.stream(amt=None, decode_content=False):
+        buffer += chunk if isinstance(chunk, bytes) else str(chunk).encode()
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                raise TransientError(f"{what}: malformed watch event {line[:100]!r}") from None
+            if not isinstance(event, dict):
+                raise TransientError(f"{what}: malformed watch event {line[:100]!r}")
+            yield event
+
+
+def _status_error(status: Mapping[str, Any], what: str) -> ClusterError:
+    """The error a Status object (an ERROR watch event) stands for."""
+    code = _leading_int(status.get("code"), 0)
+    message = f"{what}: HTTP {code}: {status.get('message') or status.get('reason') or status}"
+    if code in (429, 500, 502, 503, 504):
+        return TransientError(message, status=code)
+    if code in (401, 403):
+        return PermissionDenied(message, status=code)
+    return ClusterError(message, status=code or None)
+
+
+PAGE_SIZE = 500  # items per LIST page: bounds the memory one response needs
+
+# Written by every controller and kubectl, read by no part of netprobe, often most of an object.
+_BULKY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object without managedFields and last-applied-configuration (never read, often most of it)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            for key in _BULKY_ANNOTATIONS:
+                annotations.pop(key, None)
+    return obj
+
+
+def _leading_int(value: Any, default: int) -> int:
+    digits = re.match(r"\d+", str(value or ""))
+    return int(digits.group()) if digits else default
 
 
 def _in_cluster() -> bool:

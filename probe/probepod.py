@@ -51,11 +51,23 @@ class PodSettings:
     image: str = DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
     same_node: bool = False
-    ttl_seconds: int = 60
+    # ttlSecondsAfterFinished: removes a finished Job even when netprobe is killed before its
+    # cleanup. None: no TTL (--keep). Raised to MIN_TTL_S: the log of a result too large for
+    # the termination message is read after the pod finished.
+    ttl_seconds: int | None = 60
     startup_timeout: float = 120.0
     cpu_request: str = "10m"
     memory_request: str = "32Mi"
     memory_limit: str = "128Mi"
+
+
+MIN_TTL_S = 30
+
+
+def ephemeral_container_name(run_id: str, index: int) -> str:
+    """`netprobe-<run>-<plan index>`: new for every plan of every round, since a pod's
+    ephemeral containers can never be removed and their names must stay unique."""
+    return job_name(run_id, index)
 
 
 def probe_job(plan: ProbePlan, run_id: str, settings: PodSettings) -> dict[str, Any]:
@@ -110,6 +122,8 @@ def probe_job(plan: ProbePlan, run_id: str, settings: PodSettings) -> dict[str, 
         if plan.example_pod.tolerations:
             pod_spec["tolerations"] = [dict(t) for t in plan.example_pod.tolerations]
     deadline = int(settings.startup_timeout + plan.budget_s)
+    ttl = {} if settings.ttl_seconds is None else {
+        "ttlSecondsAfterFinished": max(settings.ttl_seconds, MIN_TTL_S)}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -122,7 +136,7 @@ def probe_job(plan: ProbePlan, run_id: str, settings: PodSettings) -> dict[str, 
         },
         "spec": {
             "backoffLimit": 0,
-            "ttlSecondsAfterFinished": settings.ttl_seconds,
+            **ttl,
             "activeDeadlineSeconds": deadline,
             "template": {
                 "metadata": {"labels": labels,
@@ -137,7 +151,7 @@ def ephemeral_container(plan: ProbePlan, run_id: str, settings: PodSettings) -> 
     """The ephemeral container `--via ephemeral` injects into the real source pod."""
     job = probe_job(plan, run_id, settings)
     container = dict(job["spec"]["template"]["spec"]["containers"][0])
-    container["name"] = f"netprobe-{run_id}"[:63]
+    container["name"] = ephemeral_container_name(run_id, plan.index)
     for unsupported in ("resources", "readinessProbe"):  # not allowed on ephemeral containers
         container.pop(unsupported, None)
     return container

@@ -28,7 +28,7 @@ from .model import Cell, Expectation, RunResult, Target, TargetKind
 from .observe import Observation, conflicting, evidence, failed, merge_observations, observe
 from .plan import ProbePlan, TargetPods, make_plans
 from .pods import RUN_LABEL, PodInfo, sample_pods
-from .probepod import PodSettings, ephemeral_container, job_name, probe_job
+from .probepod import PodSettings, ephemeral_container, ephemeral_container_name, job_name, probe_job
 from .spec import Spec
 
 Progress = Callable[[str], None]
@@ -67,6 +67,7 @@ class _Round:
 
     plans: list[ProbePlan]
     launched: set[int] = field(default_factory=set)
+    launched_at: dict[int, float] = field(default_factory=dict)  # monotonic time of each launch
     states: dict[int, ProbePodState] = field(default_factory=dict)
     results: dict[int, dict[str, Observation]] = field(default_factory=dict)
     failures: dict[int, str] = field(default_factory=dict)
@@ -193,14 +194,17 @@ class Runner:
 
     def _launch(self, rnd: _Round, plan: ProbePlan) -> None:
         rnd.launched.add(plan.index)
+        rnd.launched_at[plan.index] = time.monotonic()
         ns = plan.identity.namespace
         self._namespaces.add(ns)
+        # --keep: no TTL either, or the TTL controller (on by default since 1.21) removes kept Jobs
+        pods = replace(self.options.pods, ttl_seconds=None) if self.options.keep else self.options.pods
         try:
             if self.options.via == "ephemeral":
-                container = ephemeral_container(plan, self.run_id, self.options.pods)
+                container = ephemeral_container(plan, self.run_id, pods)
                 self.cluster.add_ephemeral_container(ns, plan.example_pod.name, container)
             else:
-                self.cluster.create_job(probe_job(plan, self.run_id, self.options.pods))
+                self.cluster.create_job(probe_job(plan, self.run_id, pods))
             self._created_at[plan.index] = time.monotonic()
         except ProbeError as exc:
             self._fail_plan(rnd, plan, f"could not be created: {exc}")
@@ -221,14 +225,17 @@ class Runner:
             output = state.termination_message
             if state.exit_code == 0:
                 if not output.strip():
-                    output = self.cluster.pod_log(state.namespace, state.name,
-                                                  self._container_name())
+                    try:
+                        output = self.cluster.pod_log(state.namespace, state.name, self._container_name(plan))
+                    except ProbeError as exc:  # e.g. 404: the pod is gone; one plan fails, not the run
+                        self._fail_plan(rnd, plan, f"its result could not be read from its log: {exc}")
+                        return
                 try:
                     rnd.results[plan.index] = observe(plan, parse_agent_output(output))
                 except ValueError as exc:
                     # The termination message may be cut; the log carries the whole document.
                     try:
-                        output = self.cluster.pod_log(state.namespace, state.name, self._container_name())
+                        output = self.cluster.pod_log(state.namespace, state.name, self._container_name(plan))
                         rnd.results[plan.index] = observe(plan, parse_agent_output(output))
                     except (ValueError, ProbeError):
                         self._fail_plan(rnd, plan, f"unreadable agent output: {exc}")
@@ -266,8 +273,8 @@ class Runner:
         self.log(f"probe pod {plan.index} ({', '.join(plan.sources)}): gate waited "
                  f"{gate['waited_ms'] / 1000:.2f}s, {why}")
 
-    def _container_name(self) -> str | None:
-        return f"netprobe-{self.run_id}"[:63] if self.options.via == "ephemeral" else None
+    def _container_name(self, plan: ProbePlan) -> str | None:
+        return ephemeral_container_name(self.run_id, plan.index) if self.options.via == "ephemeral" else None
 
     def _report_progress(self, rnd: _Round) -> None:
         done = len(rnd.results) + len(rnd.failures)
@@ -277,18 +284,28 @@ class Runner:
         self.progress(f"probe pods: {done}/{len(rnd.plans)} done, {running} running, {pending} pending")
 
     def probe_round(self, plans: Sequence[ProbePlan]) -> _Round:
-        """Launch every plan's probe pod (at most max_parallel at once) and collect results."""
+        """Launch every plan's probe pod (at most max_parallel at once) and collect results.
+
+        Each probe pod gets its own start-up budget from the moment it is launched, so later
+        waves (more identities than --max-parallel) are not cut short by the first one's.
+        """
         rnd = _Round(plans=list(plans))
         if not plans:
             return rnd
         by_index = {p.index: p for p in plans}
-        budget = max(p.budget_s for p in plans)
-        deadline = min(self._deadline, time.monotonic() + self.options.pods.startup_timeout + budget)
         waiting = list(plans)
+
+        def is_open(index: int) -> bool:
+            return index not in rnd.results and index not in rnd.failures
+
+        def expires(index: int) -> float:
+            return rnd.launched_at[index] + self.options.pods.startup_timeout + by_index[index].budget_s
 
         def top_up() -> None:
             while True:
                 free = self.options.max_parallel - (len(rnd.launched) - (len(rnd.results) + len(rnd.failures)))
+                if time.monotonic() >= self._deadline:
+                    free = 0
                 batch = [waiting.pop(0) for _ in range(max(0, min(free, len(waiting))))]
                 if not batch:
                     return
@@ -302,54 +319,70 @@ class Runner:
         self.log(f"created {len(rnd.launched)} probe Job(s) in {time.monotonic() - created:.2f}s")
         namespaces = {p.identity.namespace for p in plans}
         watch_ns = next(iter(namespaces)) if len(namespaces) == 1 else None
-        if self.options.via == "ephemeral":
-            states: Iterator[ProbePodState] = self._ephemeral_states(rnd, by_index, deadline)
-        else:
-            states = self.cluster.watch_probe_pods(watch_ns, self.run_id, rnd.finished, deadline)
-        for state in states:
-            if state.plan_index not in by_index:
-                continue
-            rnd.states[state.plan_index] = state
-            self._collect(rnd, by_index[state.plan_index], state)
+        while True:
             top_up()
-            self._report_progress(rnd)
-            if rnd.finished():
+            running = [i for i in rnd.launched if is_open(i)]
+            if not running:
                 break
-        for plan in plans:  # whatever is still open when the deadline passed
-            if plan.index in rnd.results or plan.index in rnd.failures:
-                continue
+            # Watch until the first open probe pod runs out of time, then time it out and go on.
+            until = min(self._deadline, min(expires(i) for i in running))
+            if self.options.via == "ephemeral":
+                states: Iterator[ProbePodState] = self._ephemeral_states(rnd, by_index, until)
+            else:
+                states = self.cluster.watch_probe_pods(watch_ns, self.run_id, rnd.finished, until)
+            for state in states:
+                if state.plan_index not in by_index:
+                    continue
+                rnd.states[state.plan_index] = state
+                self._collect(rnd, by_index[state.plan_index], state)
+                top_up()
+                self._report_progress(rnd)
+                if rnd.finished():
+                    break
+            close = getattr(states, "close", None)
+            if close is not None:  # release the watch's connection now, not when collected
+                close()
+            now = time.monotonic()
+            for index in [i for i in rnd.launched if is_open(i) and (expires(i) <= now + 0.05 or
+                                                                      now >= self._deadline)]:
+                self._time_out(rnd, by_index[index])
+            if now >= self._deadline:
+                break
+        for plan in plans:  # whatever was never launched before the overall deadline passed
             if plan.index not in rnd.launched:
                 self._fail_plan(rnd, plan, "not launched before the deadline (--max-parallel too low?)")
-                continue
-            last = rnd.states.get(plan.index)
-            if last is None:
-                events = []
-                if self.options.via != "ephemeral":
-                    events = self.cluster.job_events(plan.identity.namespace,
-                                                     job_name(self.run_id, plan.index))
-                why = "; ".join(events) or "no probe pod appeared (rejected by admission, or quota?)"
-            elif last.unschedulable:
-                why = f"unschedulable: {last.unschedulable}"
-            elif last.waiting_reason:
-                why = f"still {last.waiting_reason}: {last.waiting_message}"
-            else:
-                why = f"still {last.phase}"
-            self._fail_plan(rnd, plan, f"timed out after {self.options.pods.startup_timeout + budget:.0f}s; {why}")
         return rnd
+
+    def _time_out(self, rnd: _Round, plan: ProbePlan) -> None:
+        """Fail a launched probe pod that ran out of time, saying what it was waiting for."""
+        last = rnd.states.get(plan.index)
+        if last is None:
+            events = []
+            if self.options.via != "ephemeral":
+                events = self.cluster.job_events(plan.identity.namespace, job_name(self.run_id, plan.index))
+            why = "; ".join(events) or "no probe pod appeared (rejected by admission, or quota?)"
+        elif last.unschedulable:
+            why = f"unschedulable: {last.unschedulable}"
+        elif last.waiting_reason:
+            why = f"still {last.waiting_reason}: {last.waiting_message}"
+        else:
+            why = f"still {last.phase}"
+        self._fail_plan(rnd, plan, f"timed out after {self.options.pods.startup_timeout + plan.budget_s:.0f}s; {why}")
 
     def _ephemeral_states(self, rnd: _Round, by_index: Mapping[int, ProbePlan],
                           deadline: float) -> Iterator[ProbePodState]:
-        """Poll the real source pods for the injected ephemeral container's state."""
-        name = self._container_name() or ""
+        """Poll the real source pods for the injected ephemeral containers' states."""
         while not rnd.finished() and time.monotonic() < deadline:
-            for index, plan in by_index.items():
+            # only launched plans: one not injected yet has no container to read
+            for index in sorted(rnd.launched):
+                plan = by_index[index]
                 if index in rnd.results or index in rnd.failures:
                     continue
                 found = self.cluster.ephemeral_state(
-                    plan.identity.namespace, plan.example_pod.name, name)
+                    plan.identity.namespace, plan.example_pod.name, self._container_name(plan) or "")
                 if found is not None:
                     yield replace(found, plan_index=index)
-            time.sleep(1.0)
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     # -- the whole run
 
@@ -371,8 +404,8 @@ class Runner:
         history: dict[tuple[str, str], list[Observation]] = {}
         problems: list[str] = []
         if self.options.via == "ephemeral":
-            self.warnings.append(f"--via ephemeral: the container netprobe-{self.run_id} stays in each probed "
-                                 "source pod's spec (Kubernetes cannot remove ephemeral containers)")
+            self.warnings.append(f"--via ephemeral: the containers netprobe-{self.run_id}-<n> stay in each "
+                                 "probed source pod's spec (Kubernetes cannot remove ephemeral containers)")
         settle_s: float | None = None
         try:
             with _sigterm_as_interrupt():

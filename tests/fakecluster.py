@@ -5,6 +5,7 @@ agent meets real sockets on loopback. Failure modes are injected per Job."""
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class FakeCluster:
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     forbidden: set[str] = field(default_factory=set)  # list calls that answer 403 ("endpoints", ...)
     on_create: Callable[[int], None] | None = None  # called with the plan index before a Job "runs"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]:
         self.api_calls += 1
@@ -58,6 +60,12 @@ class FakeCluster:
         return [e for e in self.endpoints if namespace in (None, e["metadata"]["namespace"])]
 
     def create_job(self, manifest: Mapping[str, Any]) -> None:
+        # The runner creates a round's Jobs from several threads; this fake runs each Job's
+        # agent inside create_job, one at a time, so on_create hooks see a defined order.
+        with self._lock:
+            self._create_job(manifest)
+
+    def _create_job(self, manifest: Mapping[str, Any]) -> None:
         self.api_calls += 1
         index = int(manifest["metadata"]["annotations"][PLAN_ANNOTATION])
         if self.faults.get(index) == "reject":

@@ -210,7 +210,7 @@ def test_ephemeral_container_request_has_no_fields_the_api_rejects():
     source = pod("api-1", {"app": "api"})
     plan = make_plans([API], {"api": [source]}, [DB], {}, timeout=1.0)[0]
     container = ephemeral_container(plan, "r9", PodSettings())
-    assert container["name"] == "netprobe-r9"
+    assert container["name"] == f"netprobe-r9-{plan.index}"  # one per plan: names can never be reused
     assert "resources" not in container and "readinessProbe" not in container
     assert container["command"][:2] == ["python3", "-c"]
     assert container["securityContext"]["runAsNonRoot"] is True

@@ -1,0 +1,171 @@
+"""Whole runs through the real `kubernetes` client: Runner → KubeCluster → HTTP → the stub API,
+whose kubelet runs each probe pod's agent locally against loopback listeners."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from stubapi import StubAPI
+
+from probe.cluster import KubeCluster
+from probe.model import Verdict
+from probe.pods import RUN_LABEL
+from probe.probepod import PodSettings
+from probe.runner import Runner, RunOptions
+from probe.spec import parse_spec
+
+
+def spec(port: int, sources: tuple[str, ...] = ("api", "web"), expect_db: str = "allow",
+         extra_targets: int = 0) -> object:
+    targets = [f'  - {{name: db, tcp: "127.0.0.1:{port}"}}'] + [
+        f'  - {{name: db{i}, tcp: "127.0.0.1:{port}"}}' for i in range(extra_targets)]
+    row = ", ".join([f"db: {expect_db}"] + [f"db{i}: allow" for i in range(extra_targets)])
+    return parse_spec(textwrap.dedent("""\
+        version: 1
+        defaults: {timeout: 1s}
+        sources:
+        """) + "\n".join(f"  - {{name: {s}, selector: {{app: {s}}}}}" for s in sources)
+        + "\ntargets:\n" + "\n".join(targets) + "\nexpect:\n"
+        + "\n".join(f"  {s}: {{{row}}}" for s in sources) + "\n")
+
+
+@pytest.fixture
+def stub() -> Iterator[StubAPI]:
+    with StubAPI() as api:
+        yield api
+
+
+@pytest.fixture
+def kube_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[StubAPI], KubeCluster]]:
+    """KubeCluster (the real client) connected to a stub server; closed after the test."""
+    monkeypatch.setenv("NETPROBE_API_RETRY_BUDGET", "20")
+    made: list[KubeCluster] = []
+
+    def connect(stub: StubAPI) -> KubeCluster:
+        made.append(KubeCluster(kubeconfig=str(stub.kubeconfig(tmp_path)), request_timeout=5.0))
+        return made[-1]
+
+    yield connect
+    for kube in made:
+        kube.close()
+
+
+def add_sources(stub: StubAPI, *apps: str) -> None:
+    for i, app in enumerate(apps):
+        stub.pod(f"{app}-0", labels={"app": app, "pod-template-hash": "abc"}, ip=f"10.0.0.{i + 1}")
+
+
+FAST = RunOptions(warmup=0.0, pods=PodSettings(startup_timeout=10.0), overall_timeout=60.0)
+
+
+def jobs_of(stub: StubAPI) -> list[dict]:
+    return [o for k, o in stub.objects.items() if k[0] == "jobs"]
+
+
+def test_a_run_through_the_real_client(stub, kube_for, listener):
+    add_sources(stub, "api", "web")
+    result = Runner(kube_for(stub), spec(listener[1]), FAST).run()
+    assert result.exit_code == 0, (result.problems, [c.detail for c in result.cells])
+    assert result.cell("api", "db").observed is Verdict.ALLOWED
+    assert len(stub.requests_to("POST", "/jobs$")) == 2
+    assert jobs_of(stub) == []  # cleaned up
+    assert not any(RUN_LABEL in (o["metadata"].get("labels") or {}) for o in stub.objects.values())
+
+
+def test_a_job_create_lost_after_commit_does_not_fail_the_plan(stub, kube_for, listener):
+    add_sources(stub, "api")
+    stub.fault("POST", "/jobs$", "lost")
+    result = Runner(kube_for(stub), spec(listener[1], ("api",)), FAST).run()
+    assert result.exit_code == 0, [c.detail for c in result.cells]
+    assert len(stub.requests_to("POST", "/jobs$")) == 2
+
+
+def test_keep_sets_no_ttl_so_kept_jobs_stay(stub, kube_for, listener):
+    add_sources(stub, "api")
+    opts = RunOptions(warmup=0.0, keep=True, pods=PodSettings(startup_timeout=10.0))
+    result = Runner(kube_for(stub), spec(listener[1], ("api",)), opts).run()
+    assert result.exit_code == 0
+    [job] = jobs_of(stub)
+    assert "ttlSecondsAfterFinished" not in job["spec"]  # the TTL controller would delete it
+
+
+def test_ttl_0_still_reads_a_result_too_large_for_the_termination_message(stub, kube_for, listener):
+    add_sources(stub, "api")
+    opts = RunOptions(warmup=0.0, pods=PodSettings(startup_timeout=10.0, ttl_seconds=0))
+    big = spec(listener[1], ("api",), extra_targets=60)  # the result exceeds 4 KiB: read from the log
+    result = Runner(kube_for(stub), big, opts).run()
+    assert result.exit_code == 0, [c.detail for c in result.cells][:3]
+    assert stub.requests_to("GET", "/log$")  # it was read from the log
+    assert all(c.observed is Verdict.ALLOWED for c in result.cells)
+
+
+def test_a_log_that_is_gone_fails_that_plan_only(stub, kube_for, listener):
+    add_sources(stub, "api", "web")
+    stub.fault("GET", "/log$", "status", status=404, message='pods "x" not found', times=1)
+    big = spec(listener[1], ("api", "web"), extra_targets=60)
+    result = Runner(kube_for(stub), big, FAST).run()
+    errors = [c for c in result.cells if c.observed is Verdict.ERROR]
+    allowed = [c for c in result.cells if c.observed is Verdict.ALLOWED]
+    assert errors and allowed and {c.source for c in errors} != {c.source for c in allowed}
+    assert "log" in errors[0].detail and "not found" in errors[0].detail
+    assert result.exit_code != 0
+
+
+def test_each_wave_gets_its_own_startup_budget(kube_for, listener):
+    # 3 identities, one probe pod at a time, each taking 2.5 s to start: 7.5 s in all, more
+    # than one pod's start-up budget (0.5 s + the agent's 6.4 s).
+    with StubAPI(kubelet_delay=2.5) as stub:
+        add_sources(stub, "a", "b", "c")
+        opts = RunOptions(warmup=0.0, max_parallel=1, timeout=0.2, pods=PodSettings(startup_timeout=0.5),
+                          overall_timeout=60.0)
+        started = time.monotonic()
+        result = Runner(kube_for(stub), spec(listener[1], ("a", "b", "c")), opts).run()
+        assert result.exit_code == 0, [c.detail for c in result.cells]
+        assert time.monotonic() - started > 7.0  # the waves did run one after the other
+
+
+def test_a_wave_that_never_starts_still_times_out(kube_for, listener):
+    with StubAPI(kubelet="hold") as stub:
+        add_sources(stub, "a", "b")
+        opts = RunOptions(warmup=0.0, max_parallel=1, timeout=0.1, pods=PodSettings(startup_timeout=0.2),
+                          overall_timeout=60.0)
+        result = Runner(kube_for(stub), spec(listener[1], ("a", "b")), opts).run()
+        details = [c.detail for c in result.cells]
+        assert result.exit_code == 3 and all("timed out" in d and "still Pending" in d for d in details), details
+
+
+EPHEMERAL = RunOptions(warmup=0.0, via="ephemeral", pods=PodSettings(startup_timeout=10.0), overall_timeout=60.0)
+
+
+def test_ephemeral_rounds_use_new_container_names(stub, kube_for, listener, closed_port):
+    add_sources(stub, "api")
+    opts = RunOptions(warmup=0.0, via="ephemeral", attempts=2, pods=PodSettings(startup_timeout=10.0),
+                      overall_timeout=60.0)
+    # db expected allow but closed: the cell is re-probed in round 2 (a connection seen on an
+    # expected-deny cell would be final, so that is not how to get a second round).
+    result = Runner(kube_for(stub), spec(closed_port, ("api",), expect_db="allow"),
+                    opts).run()
+    cell = result.cell("api", "db")
+    assert cell.history == (Verdict.REFUSED, Verdict.REFUSED), cell.detail  # round 2 really probed
+    names = [c["name"] for c in stub.get("pods", "default", "api-0")["spec"]["ephemeralContainers"]]
+    assert len(names) == 2 and len(set(names)) == 2
+    assert all(n.startswith(f"netprobe-{result.run_id}") for n in names)
+    assert any("cannot remove ephemeral containers" in w for w in result.warnings)
+
+
+def test_ephemeral_plans_are_not_polled_before_they_are_launched(stub, kube_for, listener):
+    add_sources(stub, "a", "b")
+    opts = RunOptions(warmup=0.0, via="ephemeral", max_parallel=1, pods=PodSettings(startup_timeout=10.0),
+                      overall_timeout=60.0)
+    result = Runner(kube_for(stub), spec(listener[1], ("a", "b")), opts).run()
+    assert result.exit_code == 0, [c.detail for c in result.cells]
+    for pod in ("a-0", "b-0"):
+        seen = [r.method for r in stub.requests if r.path.endswith(f"/pods/{pod}")
+                or r.path.endswith(f"/pods/{pod}/ephemeralcontainers")]
+        first_patch = seen.index("PATCH")
+        # before its PATCH: one GET (the current ephemeral containers), no status polls
+        assert seen[:first_patch] == ["GET"], seen
