@@ -16,6 +16,7 @@ from typing import Any
 from .model import Expectation, Target, TargetKind
 from .pods import PodInfo
 from .policy import DNS_POD, EGRESS, INGRESS, Decision, Endpoint, Half, PolicyEngine
+from .policy.rules import Tier
 from .spec import Spec
 
 ALLOW, DENY = Expectation.ALLOW, Expectation.DENY
@@ -270,11 +271,17 @@ class World:
     services: tuple[Mapping[str, Any], ...]
 
     ipblock_matches_pods: bool = True
+    tiers: tuple[Tier, ...] = ()  # Calico Tier objects read
+    warnings: tuple[str, ...] = ()  # located: what was read but is not modelled
 
     def engine(self) -> PolicyEngine:
         """A PolicyEngine over this world."""
-        return PolicyEngine(self.pods, self.namespaces, self.policies,
+        return PolicyEngine(self.pods, self.namespaces, self.policies, tiers=self.tiers,
                             ipblock_matches_pods=self.ipblock_matches_pods)
+
+    def all_warnings(self) -> list[str]:
+        """What was read but not modelled, and what the engine noticed (an undefined tier)."""
+        return [*self.warnings, *self.engine().warnings]
 
     def pod(self, ref: str) -> PodInfo:
         """A pod by `namespace/name` (or `name` in default); KeyError with the candidates."""
@@ -286,15 +293,49 @@ class World:
         raise KeyError(ref)
 
 
+# Where the tiered kinds are served, in the order they are read. Calico's API server
+# (projectcalico.org/v3) is preferred; without it the same objects are read from Calico's CRDs
+# (crd.projectcalico.org/v1) — never both, which would count each policy twice.
+CALICO_SOURCES = (("projectcalico.org", "v3"), ("crd.projectcalico.org", "v1"))
+CALICO_PLURALS = ("tiers", "networkpolicies", "globalnetworkpolicies")
+ADMIN_SOURCES = (("policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies"),
+                 ("policy.networking.k8s.io", "v1alpha1", "baselineadminnetworkpolicies"),
+                 ("policy.networking.k8s.io", "v1alpha2", "clusternetworkpolicies"))
+# Calico's API server also lists its own views of Kubernetes and admin policies under these
+# names; they are read from their own APIs instead.
+_CALICO_VIEWS = ("knp.default.", "kanp.", "kbanp.", "kcnp.")
+
+
+def tiered_objects_from_cluster(cluster: Any) -> list[dict[str, Any]]:
+    """Calico and network-policy-api objects, from whichever of their APIs the cluster serves.
+
+    An API that is not served (no CRD, no Calico API server) is normal and silent; a forbidden LIST
+    raises PermissionDenied naming the RBAC rule to add."""
+    objs: list[dict[str, Any]] = []
+    for group, version in CALICO_SOURCES:
+        found = [cluster.list_custom_objects(group, version, plural) for plural in CALICO_PLURALS]
+        if any(items is not None for items in found):
+            for items in found:
+                objs += [o for o in items or () if not str((o.get("metadata") or {}).get("name", ""))
+                         .startswith(_CALICO_VIEWS)]
+            break
+    for group, version, plural in ADMIN_SOURCES:
+        objs += cluster.list_custom_objects(group, version, plural) or []
+    return objs
+
+
 def world_from_cluster(cluster: Any) -> World:
-    """Read pods, namespaces, policies and services (four LIST calls) through a Cluster."""
+    """Read pods, namespaces, policies and services (four LIST calls, plus one per served policy CRD)."""
+    from .manifests import tiered_from_objects
     from .policy import namespaces_from, parse_policy
 
+    tiered, tiers, warnings = tiered_from_objects(tiered_objects_from_cluster(cluster))
     return World(
         pods=tuple(p for p in cluster.list_pods(None) if not p.is_probe),
         namespaces=namespaces_from(cluster.list_namespaces()),
-        policies=tuple(parse_policy(o) for o in cluster.list_network_policies(None)),
+        policies=tuple([*(parse_policy(o) for o in cluster.list_network_policies(None)), *tiered]),
         services=tuple(cluster.list_services(None)),
+        tiers=tuple(tiers), warnings=tuple(warnings),
     )
 
 
@@ -304,7 +345,7 @@ def world_from_manifests(paths: Sequence[str], namespace: str = "default") -> Wo
 
     m = load_manifests(paths, namespace)
     return World(pods=tuple(m.pods), namespaces=m.namespaces, policies=tuple(m.policies),
-                 services=tuple(m.services))
+                 services=tuple(m.services), tiers=tuple(m.tiers), warnings=tuple(m.warnings))
 
 
 def pod_matrix(world: World, ports: Sequence[tuple[int, str]]) -> dict[str, Any]:
@@ -348,5 +389,7 @@ def expect_document(world: World, ports: Sequence[tuple[int, str]], spec: Spec |
         doc["expect"] = {s.name: {t.name: str(computed[(s.name, t.name)]) for t in spec.targets
                                   if (s.name, t.name) in computed} for s in spec.sources}
         doc["reasons"] = {f"{s} -> {t}": r for (s, t), r in reasons.items()}
-        doc["warnings"] = warnings
+        doc["warnings"] = [*world.all_warnings(), *warnings]
+    elif world.all_warnings():
+        doc["warnings"] = world.all_warnings()
     return doc
