@@ -16,7 +16,7 @@ from typing import Any
 from .model import Expectation, Target, TargetKind
 from .pods import PodInfo
 from .policy import DNS_POD, EGRESS, INGRESS, Decision, Endpoint, Half, PolicyEngine
-from .policy.rules import Tier
+from .policy.rules import LOG, PASS, Tier, TieredPolicy, TierRule
 from .spec import Spec
 
 ALLOW, DENY = Expectation.ALLOW, Expectation.DENY
@@ -245,6 +245,87 @@ def lint(engine: PolicyEngine, pods: Sequence[PodInfo]) -> list[Finding]:
                             code="NP005", object=where,
                             message=f"named port {rp.port!r}/{rp.protocol} is defined by no destination container",
                             fix="use the containerPort's name exactly as declared, or a number"))
+    if engine.tiered:
+        findings += lint_tiered(engine, usable, dns_pods)
+    return findings
+
+
+def _is_match_all(rule: TierRule, protocol: str | None) -> bool:
+    """A rule that matches every packet (of `protocol`, when it names one)."""
+    return (not rule.src and not rule.dst and not rule.ports and not rule.not_ports and not rule.match_none
+            and rule.not_protocol is None and rule.protocol in (None, protocol))
+
+
+def _covers(earlier: TierRule, later: TierRule) -> bool:
+    """Whether `earlier` matches every packet `later` matches (judged on the rules' text, conservatively)."""
+    if earlier.action == LOG or earlier.match_none:
+        return False
+    if _is_match_all(earlier, later.protocol):
+        return True
+    return (earlier.src == later.src and earlier.dst == later.dst and earlier.ports == later.ports
+            and earlier.not_ports == later.not_ports and earlier.protocol in (None, later.protocol)
+            and earlier.not_protocol in (None, later.not_protocol))
+
+
+def lint_tiered(engine: PolicyEngine, pods: Sequence[PodInfo], dns_pods: Sequence[PodInfo]) -> list[Finding]:
+    """The Calico / admin-policy forms of the classic mistakes (codes NP101-NP103)."""
+    findings: list[Finding] = []
+    for pod in pods:
+        applying = engine.applying_policies(pod, EGRESS)
+        if not any(p.kind != "NetworkPolicy" for p in applying):
+            continue  # only Kubernetes NetworkPolicies: NP001 covers it
+        dns = engine.dns_allowed(pod, dns_pods)
+        if not dns.allowed:
+            findings.append(Finding(
+                code="NP101", object=f"Pod {pod.key}",
+                message=f"DNS is denied: {dns.egress.reason if not dns.egress.allowed else dns.ingress.reason}",
+                fix="allow egress before the deny, e.g. in the default-deny GlobalNetworkPolicy: "
+                    "{action: Allow, protocol: UDP, destination: {namespaceSelector: projectcalico.org/name == "
+                    "'kube-system', selector: k8s-app == 'kube-dns', ports: [53]}} and the same for TCP"))
+    tier_names = [tier.name for tier, _ in engine.ordered]
+    for pol in engine.tiered:
+        for direction in (INGRESS, EGRESS):
+            targets = [p for p in pods if engine.policy_applies(pol, p, direction)]
+            for i, rule in enumerate(pol.rules(direction)):
+                if rule.action != PASS or not targets:
+                    continue
+                later = tier_names[tier_names.index(pol.tier) + 1:]
+                if not any(tier.name in later for p in targets for tier, _ in engine.applying(p, direction)):
+                    findings.append(Finding(
+                        code="NP102", object=f"{pol.key} {direction.lower()}[{i}]",
+                        message=f"Pass, but no later tier has a {direction.lower()} policy for the "
+                                f"{len(targets)} pod(s) this policy applies to: passed traffic is allowed "
+                                "by the profile",
+                        fix="use Allow or Deny, or add the policy the traffic should be passed to "
+                            "(a later tier's policy, a NetworkPolicy or a baseline policy)"))
+    # shadowed rules: within a policy, and by a match-all rule of an earlier policy of the same tier
+    for tier, pols in engine.ordered:
+        for direction in (INGRESS, EGRESS):
+            earlier_catch_all: list[tuple[TieredPolicy, int, set[str]]] = []
+            for pol in pols:
+                rules = pol.rules(direction)
+                if direction not in pol.types:
+                    continue
+                selected = {p.key for p in pods if engine.policy_applies(pol, p, direction)}
+                for j, rule in enumerate(rules):
+                    shadow = next((f"{direction.lower()}[{i}] ({rules[i].action})" for i in range(j)
+                                   if _covers(rules[i], rule)), None)
+                    if shadow is None and selected:
+                        shadow = next((f"{other.key} {direction.lower()}[{i}] ({other.rules(direction)[i].action})"
+                                       for other, i, covered in earlier_catch_all
+                                       if selected <= covered and _is_match_all(other.rules(direction)[i],
+                                                                               rule.protocol)), None)
+                    if shadow is not None and rule.action != LOG:
+                        findings.append(Finding(
+                            code="NP103", object=f"{pol.key} {direction.lower()}[{j}]",
+                            message=f"never takes effect: {shadow} matches everything it matches, earlier "
+                                    f"(tier {tier.name})",
+                            fix="reorder the rules (or the policies' order), or remove the shadowed rule"))
+                if selected:
+                    for i, rule in enumerate(rules):
+                        if rule.action != LOG and _is_match_all(rule, None):
+                            earlier_catch_all.append((pol, i, selected))
+                            break
     return findings
 
 

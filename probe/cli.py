@@ -354,6 +354,9 @@ def expect(
     loaded = guarded(lambda: load_spec(spec, namespace)) if spec is not None else None
     doc = guarded(lambda: expect_document(world, ports, loaded))
     typer.echo(json.dumps(doc, indent=2) if output == "json" else render_expect(doc), nl=output == "json")
+    if output == "table" and loaded is None:  # with --spec, render_expect prints them
+        for w in doc.get("warnings", []):
+            typer.echo(f"warning: {w}", err=True)
 
 
 @app.command()
@@ -380,6 +383,8 @@ def explain(
     a, b = guarded(lambda: (endpoint_for(world, src), endpoint_for(world, dst)))
     decision = world.engine().decide(a, b, port, proto)
     typer.echo(explain_text(decision, a.describe(), b.describe(), port, proto), nl=False)
+    for w in world.all_warnings():  # what was read but not modelled: the answer may not hold
+        typer.echo(f"warning: {w}", err=True)
 
 
 @app.command()
@@ -396,10 +401,14 @@ def lint(
       netprobe lint -f examples/tutorial/no-dns/ -f examples/tutorial/workloads.yaml
       netprobe lint            # the live cluster
     """
+    from .analysis import Finding
     from .analysis import lint as run_lint
 
     world = guarded(lambda: _world(files, "default", kubeconfig, context, ipblock_pods))
     findings = run_lint(world.engine(), world.pods)
+    findings += [Finding(code="NP100", object=w.split(": ", 1)[0], message=w.split(": ", 1)[-1],
+                         fix="netprobe's predictions ignore this; check it by hand or by probing")
+                 for w in world.all_warnings()]
     if output == "json":
         typer.echo(json.dumps([{"code": f.code, "object": f.object, "message": f.message, "fix": f.fix}
                                for f in findings], indent=2))

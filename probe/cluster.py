@@ -90,6 +90,8 @@ class Cluster(Protocol):
 
     def ephemeral_state(self, namespace: str, pod: str, container: str) -> ProbePodState | None: ...
 
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None: ...
+
 
 # ---------------------------------------------------------------------- pure conversions
 
@@ -201,6 +203,7 @@ class KubeCluster:
         self._batch = client.BatchV1Api(api_client)
         self._net = client.NetworkingV1Api(api_client)
         self._version = client.VersionApi(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
         self._client = api_client
 
     # -- plumbing
@@ -396,6 +399,30 @@ class KubeCluster:
                     time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             finally:
                 w.stop()
+
+    # -- policy CRDs (Calico, network-policy-api; issue 14)
+
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None:
+        """Every object of a custom resource, in all namespaces; None when the API does not serve it."""
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": 500, **({"_continue": token} if token else {})}
+            try:
+                doc = self._call(f"list {plural}.{group}/{version}", self._custom.list_cluster_custom_object,
+                                 group, version, plural, **kwargs)
+            except PermissionDenied as exc:
+                raise PermissionDenied(
+                    f"{exc}; to read these policies add to netprobe's ClusterRole: "
+                    f"{{apiGroups: [{group}], resources: [{plural}], verbs: [list]}}", status=exc.status) from None
+            except ClusterError as exc:
+                if exc.status == 404:  # no such CRD / API group: normal on a cluster without it
+                    return None
+                raise
+            items += doc.get("items", [])
+            token = (doc.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
 
 def _in_cluster() -> bool:

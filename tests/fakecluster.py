@@ -28,6 +28,8 @@ class FakeCluster:
     states: list[ProbePodState] = field(default_factory=list)
     version: tuple[int, int] = (1, 20)
     ephemeral: dict[tuple[str, str, str], ProbePodState] = field(default_factory=dict)
+    # (group, version, plural) -> objects; a missing key is an API the cluster does not serve
+    custom_objects: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]:
         self.api_calls += 1
@@ -40,6 +42,12 @@ class FakeCluster:
     def list_network_policies(self, namespace: str | None = None) -> list[dict[str, Any]]:
         self.api_calls += 1
         return []
+
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None:
+        if (group, version, plural) not in self.custom_objects:
+            return None
+        self.api_calls += 1
+        return self.custom_objects[(group, version, plural)]
 
     def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]:
         self.api_calls += 1

@@ -110,7 +110,7 @@ class PolicyEngine:
             self._by_ns.setdefault(pol.namespace, []).append(pol)
         self.warnings: list[str] = []
         self.tiers: dict[str, Tier] = {t.name: t for t in (DEFAULT_TIER, *BUILTIN_TIERS, *tiers)}
-        self._ordered: list[tuple[Tier, list[TieredPolicy]]] = []
+        self.ordered: list[tuple[Tier, list[TieredPolicy]]] = []
         self._applying_cache: dict[tuple[str, str], list[tuple[Tier, list[TieredPolicy]]]] = {}
         self._ep_labels: dict[str, dict[str, str]] = {}
         if self.tiered:
@@ -194,7 +194,7 @@ class PolicyEngine:
             by_tier.setdefault(pol.tier, []).append(pol)
         for name in sorted(by_tier, key=lambda t: _order_key(self.tiers[t].order, t)):
             pols = sorted(by_tier[name], key=lambda p: _order_key(p.order, p.key))
-            self._ordered.append((self.tiers[name], pols))
+            self.ordered.append((self.tiers[name], pols))
 
     def endpoint_labels(self, pod: PodInfo) -> dict[str, str]:
         """A pod's labels as Calico selectors see them (plus projectcalico.org/namespace, ...)."""
@@ -228,7 +228,7 @@ class PolicyEngine:
         found = self._applying_cache.get(key)
         if found is None:
             found = []
-            for tier, pols in self._ordered:
+            for tier, pols in self.ordered:
                 mine = [p for p in pols if self.policy_applies(p, pod, direction)]
                 if mine:
                     found.append((tier, mine))
