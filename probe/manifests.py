@@ -89,6 +89,8 @@ def _documents(path: Path, strict: bool = True) -> Iterator[tuple[Mapping[str, A
             for j, item in enumerate(items):
                 if isinstance(item, dict) and "kind" not in item and implied:
                     item = {"kind": implied, **item}
+                    if "apiVersion" not in item:  # a typed list's apiVersion is its items' one
+                        item = {"apiVersion": doc["apiVersion"], **item}
                 if not isinstance(item, dict) or "kind" not in item:
                     raise ManifestError(f"{where}: items[{j}] is not a Kubernetes object")
                 yield item, f"{where} items[{j}]"
@@ -157,8 +159,9 @@ def load_manifests(paths: Iterable[str | Path], default_namespace: str = "defaul
                 raise ManifestError(f"{where}: {kind} without metadata.name")
             if meta.get("labels") is not None and not isinstance(meta.get("labels"), dict):
                 raise ManifestError(f"{where}: {kind} {meta['name']}: metadata.labels must be a mapping")
-            group = str(obj["apiVersion"]).rpartition("/")[0]
-            calico, admin = is_calico(str(obj["apiVersion"])), group == ADMIN_GROUP
+            api_version = str(obj.get("apiVersion", ""))
+            group = api_version.rpartition("/")[0]
+            calico, admin = is_calico(api_version), group == ADMIN_GROUP
             cluster_scoped = (calico and kind != "NetworkPolicy") or admin
             ident = (group, str(kind), "" if cluster_scoped else str(meta.get("namespace") or default_namespace),
                      str(meta["name"]))
@@ -167,7 +170,8 @@ def load_manifests(paths: Iterable[str | Path], default_namespace: str = "defaul
                 if first == obj:
                     continue  # the same object twice (a file and a directory holding it): read once
                 shown = f"{ident[2]}/{ident[3]}" if ident[2] else ident[3]
-                raise ManifestError(f"{where}: {obj['apiVersion']} {kind} {shown} is defined twice, differently "
+                label = f"{api_version} {kind}" if calico or admin else kind
+                raise ManifestError(f"{where}: {label} {shown} is defined twice, differently "
                                     f"(also in {first_where}); pass one set of manifests")
             seen[ident] = (where, obj)
             if calico or admin:
