@@ -3,7 +3,13 @@ one port. Prints time and peak memory, and runs np-guard's network-config-analyz
 same manifests when it is installed (pass its path with --nca; it is not a netprobe dependency:
 `python3 -m venv /tmp/nca && /tmp/nca/bin/pip install network-config-analyzer`).
 
-    python3 bench/policy_bench.py [--pods 1000 --namespaces 50 --policies 300] [--nca /tmp/nca/bin/nca]
+    python3 bench/policy_bench.py [--pods 1000 --namespaces 50 --policies 300] [--calico 0.33]
+                                  [--nca /tmp/nca/bin/nca]
+
+--calico F makes that fraction of the policies Calico ones (projectcalico.org/v3 NetworkPolicy and
+GlobalNetworkPolicy with Allow/Deny/Pass rules, in the default tier and in a `platform` tier), which
+puts the whole matrix through the tier model; nca only ever sees the Kubernetes ones. The CLI line
+times `netprobe expect -f ... -o json` end to end in a fresh process.
 """
 
 from __future__ import annotations
@@ -26,7 +32,46 @@ from probe.analysis import world_from_manifests
 APPS = [f"app{i}" for i in range(10)]
 
 
-def generate(out: Path, pods: int, namespaces: int, policies: int, seed: int = 7) -> None:
+def calico_policy(rng: random.Random, i: int, nss: list[str]) -> dict[str, object]:
+    """One Calico policy: NetworkPolicy or GlobalNetworkPolicy, ordered rules with actions."""
+    def side() -> dict[str, object]:
+        return rng.choice([{"selector": f"app == '{rng.choice(APPS)}'"},
+                           {"namespaceSelector": f"team == 't{rng.randrange(5)}'"},
+                           {"selector": f"tier in {{'web', 'db'}} && app != '{rng.choice(APPS)}'"},
+                           {"nets": ["10.0.0.0/8"], "notNets": [f"10.{rng.randrange(4)}.0.0/16"]}])
+
+    def rule() -> dict[str, object]:
+        r: dict[str, object] = {"action": rng.choice(["Allow", "Allow", "Deny", "Pass"])}
+        ports = rng.choice([[8080], ["http"], ["8000:8100"], None])
+        if ports:
+            r["protocol"] = "TCP"
+        return {**r, "source": side(), "destination": {"ports": ports} if ports else {}}
+
+    def egress_rule() -> dict[str, object]:
+        r = rule()
+        dst = dict(side())
+        if isinstance(r["destination"], dict) and "ports" in r["destination"]:
+            dst["ports"] = r["destination"]["ports"]
+        return {"action": r["action"], **({"protocol": "TCP"} if "protocol" in r else {}), "destination": dst}
+
+    types = rng.choice([["Ingress"], ["Egress"], ["Ingress", "Egress"]])
+    spec: dict[str, object] = {"order": rng.choice([10, 100, 500, 2000]), "types": types,
+                               "selector": f"app == '{rng.choice(APPS)}'"}
+    if rng.random() < 0.3:
+        spec["tier"] = "platform"
+    if "Ingress" in types:
+        spec["ingress"] = [rule() for _ in range(rng.randint(1, 3))]
+    if "Egress" in types:
+        spec["egress"] = [egress_rule() for _ in range(rng.randint(1, 3))]
+    if rng.random() < 0.5:
+        return {"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+                "metadata": {"name": f"cnp{i}", "namespace": rng.choice(nss)}, "spec": spec}
+    spec["namespaceSelector"] = f"env == '{rng.choice(['prod', 'dev'])}'"
+    return {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": f"gnp{i}"}, "spec": spec}
+
+
+def generate(out: Path, pods: int, namespaces: int, policies: int, seed: int = 7, calico: float = 0.0) -> None:
     """Write ns.yaml, pods.yaml and policies.yaml (deterministic for a seed)."""
     rng = random.Random(seed)
     nss = [f"ns{i}" for i in range(namespaces)]
@@ -42,8 +87,13 @@ def generate(out: Path, pods: int, namespaces: int, policies: int, seed: int = 7
                          "spec": {"containers": [{"name": "c", "image": "x",
                                                   "ports": [{"name": "http", "containerPort": 8080}]}]},
                          "status": {"podIP": f"10.{i // 250}.{i % 250}.{1 + i % 7}"}})
-    pol_docs = []
-    for i in range(policies):
+    pol_docs: list[dict[str, object]] = []
+    n_calico = round(policies * calico)
+    if n_calico:
+        pol_docs.append({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": "platform"},
+                         "spec": {"order": 100, "defaultAction": "Pass"}})
+        pol_docs += [calico_policy(rng, i, nss) for i in range(n_calico)]
+    for i in range(policies - n_calico):
         ns = rng.choice(nss)
         peers = [rng.choice([
             {"podSelector": {"matchLabels": {"app": rng.choice(APPS)}}},
@@ -81,6 +131,15 @@ def run_netprobe(d: Path) -> tuple[float, float, float, int]:
     return loaded - started, done - loaded, peak / 2**20, sum(bin(r).count("1") for r in rows)
 
 
+def run_cli(d: Path) -> float:
+    """Wall seconds of `netprobe expect -f <manifests> --port 8080 -o json` in a fresh process."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "probe", "expect", "-f", str(d / "ns.yaml"), "-f", str(d / "pods.yaml"),
+                    "-f", str(d / "policies.yaml"), "--port", "8080", "-o", "json"], check=True,
+                   stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
+    return time.perf_counter() - started
+
+
 def run_nca(nca: str, d: Path, timeout: float) -> str:
     started = time.perf_counter()
     try:
@@ -100,17 +159,22 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--namespaces", type=int, default=50)
     parser.add_argument("--policies", type=int, default=300)
+    parser.add_argument("--calico", type=float, default=1 / 3, help="fraction of Calico policies (0: none)")
     parser.add_argument("--nca", default="", help="path to the nca executable (optional)")
     parser.add_argument("--nca-timeout", type=float, default=600)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        generate(d, args.pods, args.namespaces, args.policies)
+        generate(d, args.pods, args.namespaces, args.policies, calico=args.calico)
         load, compute, peak, allowed = run_netprobe(d)
+        cli = run_cli(d)
         cells = args.pods * args.pods
-        print(f"{args.pods} pods, {args.namespaces} namespaces, {args.policies} policies, port 8080/TCP")
+        n_calico = round(args.policies * args.calico)
+        print(f"{args.pods} pods, {args.namespaces} namespaces, {args.policies} policies "
+              f"({n_calico} Calico), port 8080/TCP")
         print(f"netprobe: full matrix ({cells:,} cells, {allowed:,} allowed) in {load + compute:.2f}s "
               f"(load {load:.2f}s + compute {compute:.2f}s), peak traced memory {peak:.0f} MiB  (target < 5 s)")
+        print(f"netprobe expect (CLI, fresh process, JSON out): {cli:.2f}s  (target < 5 s)")
         if args.nca:
             print(f"nca:      {run_nca(args.nca, d, args.nca_timeout)}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .matching import port_matches
-from .rules import ALLOW, EGRESS, INGRESS, LOG, PASS, Endpoint, EndpointMatch, TierRule
+from .rules import ALLOW, EGRESS, INGRESS, LOG, PASS, Endpoint, EndpointMatch, PortRule, Tier, TieredPolicy, TierRule
 
 if TYPE_CHECKING:
     from .evaluate import PolicyEngine
@@ -24,18 +24,29 @@ def tiered_rows(engine: PolicyEngine, port: int, protocol: str = "TCP") -> list[
     n = len(pods)
     everyone = (1 << n) - 1
     endpoints = [Endpoint(pod=p) for p in pods]
-    side_cache: dict[int, int] = {}
-    port_cache: dict[int, int] = {}
+    by_ns: dict[str, list[int]] = {}
+    for i, p in enumerate(pods):
+        by_ns.setdefault(p.namespace, []).append(i)
+    side_cache: dict[EndpointMatch, int] = {}  # by value: equal peers of different policies share a set
+    port_cache: dict[tuple[tuple[PortRule, ...], tuple[PortRule, ...]], int] = {}
 
     def side_bits(m: EndpointMatch) -> int:
-        key = id(m)
-        bits = side_cache.get(key)
+        bits = side_cache.get(m)
         if bits is None:
+            # narrow by namespace first (a namespace selector is evaluated once per namespace)
+            if m.namespace is not None:
+                candidates: list[int] | range = by_ns.get(m.namespace, [])
+            elif m.namespace_selector is not None:
+                sel = m.namespace_selector
+                candidates = [i for ns, idx in by_ns.items() if sel.matches(engine.calico_namespace_labels(ns))
+                              for i in idx]
+            else:
+                candidates = range(n)
             bits = 0
-            for i, ep in enumerate(endpoints):
-                if engine.side_matches(m, ep):
+            for i in candidates:
+                if engine.side_matches(m, endpoints[i]):
                     bits |= 1 << i
-            side_cache[key] = bits
+            side_cache[m] = bits
         return bits
 
     def any_side(sides: tuple[EndpointMatch, ...]) -> int:
@@ -48,7 +59,7 @@ def tiered_rows(engine: PolicyEngine, port: int, protocol: str = "TCP") -> list[
 
     def dst_port_bits(rule: TierRule) -> int:
         """Pods (as destinations) for which the rule's ports and notPorts admit port/protocol."""
-        key = id(rule)
+        key = (rule.ports, rule.not_ports)
         bits = port_cache.get(key)
         if bits is None:
             if not rule.ports and not rule.not_ports:
@@ -79,8 +90,24 @@ def tiered_rows(engine: PolicyEngine, port: int, protocol: str = "TCP") -> list[
             return 0
         return any_side(rule.src)
 
+    # which pods each policy applies to, as a bitset (the same criteria as a rule side's)
+    applies: dict[int, int] = {}
+    for _, pols in engine.ordered:
+        for pol in pols:
+            applies[id(pol)] = side_bits(EndpointMatch(
+                selector=pol.selector, namespace_selector=pol.namespace_selector, namespace=pol.namespace,
+                service_account_selector=pol.service_account_selector))
+
+    def applying_to(k: int, direction: str) -> list[tuple[Tier, list[TieredPolicy]]]:
+        out = []
+        for tier, pols in engine.ordered:
+            mine = [p for p in pols if direction in p.types and applies[id(p)] >> k & 1]
+            if mine:
+                out.append((tier, mine))
+        return out
+
     def allowed_peers(direction: str, k: int) -> int:
-        applying = engine.applying(pods[k], direction)
+        applying = applying_to(k, direction)
         if not applying:
             return everyone
         undecided, allowed = everyone, 0
