@@ -262,9 +262,9 @@ def _covers(earlier: TierRule, later: TierRule) -> bool:
         return False
     if _is_match_all(earlier, later.protocol):
         return True
-    return (earlier.src == later.src and earlier.dst == later.dst and earlier.ports == later.ports
-            and earlier.not_ports == later.not_ports and earlier.protocol in (None, later.protocol)
-            and earlier.not_protocol in (None, later.not_protocol))
+    return (earlier.src in ((), later.src) and earlier.dst in ((), later.dst)
+            and earlier.ports in ((), later.ports) and earlier.not_ports in ((), later.not_ports)
+            and earlier.protocol in (None, later.protocol) and earlier.not_protocol in (None, later.not_protocol))
 
 
 def lint_tiered(engine: PolicyEngine, pods: Sequence[PodInfo], dns_pods: Sequence[PodInfo]) -> list[Finding]:

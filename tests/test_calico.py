@@ -580,6 +580,11 @@ def test_lint_shadowed_rules():
     across = lint_codes(gnp("deny-all", order=1, selector="all()", types=["Ingress"], ingress=[deny()]),
                         cnp("db", order=100, selector="app == 'db'", types=["Ingress"], ingress=[allow()]))
     assert ("NP103", "Calico NetworkPolicy shop/db ingress[0]") in across
+    narrower = lint_codes(gnp("a", order=1, selector="app == 'db'", types=["Ingress"],
+                              ingress=[pass_(source={"nets": ["10.0.0.0/8"]}),
+                                       deny(protocol="TCP", source={"nets": ["10.0.0.0/8"]},
+                                            destination={"ports": [8080]})]))
+    assert ("NP103", "GlobalNetworkPolicy a ingress[1]") in narrower
     unrelated = lint_codes(gnp("a", order=1, selector="app == 'db'", types=["Ingress"],
                                ingress=[deny(protocol="UDP"), allow(protocol="TCP")]))
     assert not [c for c in unrelated if c[0] == "NP103"]
