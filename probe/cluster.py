@@ -204,6 +204,7 @@ class KubeCluster:
         self._net = client.NetworkingV1Api(api_client)
         self._version = client.VersionApi(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._discovered: dict[str, set[str]] = {}  # group/version -> served resources (policy CRDs)
         self._client = api_client
 
     # -- plumbing
@@ -402,8 +403,28 @@ class KubeCluster:
 
     # -- policy CRDs (Calico, network-policy-api; issue 14)
 
+    def _served(self, group: str, version: str) -> set[str]:
+        """The resources an API group/version serves, from discovery ({} when it is not served).
+
+        Discovery is readable by every authenticated user, so an absent CRD is found absent even
+        where RBAC would forbid listing it (the authorizer answers 403 before routing would 404)."""
+        cache = self._discovered
+        key = f"{group}/{version}"
+        if key not in cache:
+            try:
+                doc = self._call(f"discover {key}", self._custom.get_api_resources, group, version)
+                cache[key] = {str(r.get("name")) for r in doc.get("resources") or ()}
+            except ClusterError as exc:
+                if exc.status not in (404, 403):  # 403: discovery itself forbidden; the LIST will tell
+                    raise
+                cache[key] = set() if exc.status == 404 else {"*"}
+        return cache[key]
+
     def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None:
         """Every object of a custom resource, in all namespaces; None when the API does not serve it."""
+        served = self._served(group, version)
+        if plural not in served and "*" not in served:
+            return None  # no such CRD / API group: normal on a cluster without it
         items: list[dict[str, Any]] = []
         token = None
         while True:

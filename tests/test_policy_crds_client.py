@@ -45,6 +45,11 @@ class Handler(BaseHTTPRequestHandler):
         if url.path in self.forbidden:
             self.send(403, {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
                             "message": f"cannot list resource at {url.path}"})
+        elif url.path == "/apis/crd.projectcalico.org/v1":  # discovery: Calico's CRDs are installed
+            self.send(200, {"kind": "APIResourceList", "groupVersion": "crd.projectcalico.org/v1",
+                            "resources": [{"name": n, "namespaced": n == "networkpolicies", "kind": "X",
+                                           "verbs": ["list"]}
+                                          for n in ("tiers", "networkpolicies", "globalnetworkpolicies")]})
         elif url.path == "/apis/crd.projectcalico.org/v1/globalnetworkpolicies":
             if "continue" not in query:  # page 1 of 2
                 self.send(200, {"kind": "GlobalNetworkPolicyList", "metadata": {"continue": "p2"}, "items": []})
@@ -83,9 +88,12 @@ def test_absent_apis_are_silent_and_crd_pages_are_followed(api_server):
     assert cluster.list_custom_objects("crd.projectcalico.org", "v1", "globalnetworkpolicies") == [GNP]
     world = world_from_cluster(cluster)
     assert [p.key for p in world.policies] == ["GlobalNetworkPolicy deny-db"] and not world.warnings
-    # the Calico API server (projectcalico.org/v3) was tried first, then its CRDs
+    # the Calico API server (projectcalico.org/v3) was looked for first, then its CRDs; APIs that
+    # discovery says are absent are never listed (a LIST there could be 403 before it is 404)
     paths = [p.split("?")[0] for p in handler.seen]
-    assert paths.index("/apis/projectcalico.org/v3/tiers") < paths.index("/apis/crd.projectcalico.org/v1/tiers")
+    assert paths.index("/apis/projectcalico.org/v3") < paths.index("/apis/crd.projectcalico.org/v1/tiers")
+    assert not [p for p in paths if p.startswith(("/apis/projectcalico.org/v3/", "/apis/policy.networking"))
+                and p.count("/") > 4]
 
 
 def test_a_forbidden_list_names_the_rbac_rule_to_add(api_server):
