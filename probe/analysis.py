@@ -378,7 +378,9 @@ class World:
 # (projectcalico.org/v3) is preferred; without it the same objects are read from Calico's CRDs
 # (crd.projectcalico.org/v1) — never both, which would count each policy twice.
 CALICO_SOURCES = (("projectcalico.org", "v3"), ("crd.projectcalico.org", "v1"))
-CALICO_PLURALS = ("tiers", "networkpolicies", "globalnetworkpolicies")
+CALICO_PLURALS = ("tiers", "networkpolicies", "globalnetworkpolicies",
+                  # read only to warn that they are not modelled (a selector matching a set's labels)
+                  "globalnetworksets", "networksets", "hostendpoints")
 ADMIN_SOURCES = (("policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies"),
                  ("policy.networking.k8s.io", "v1alpha1", "baselineadminnetworkpolicies"),
                  ("policy.networking.k8s.io", "v1alpha2", "clusternetworkpolicies"))
@@ -395,7 +397,7 @@ def tiered_objects_from_cluster(cluster: Any) -> list[dict[str, Any]]:
     objs: list[dict[str, Any]] = []
     for group, version in CALICO_SOURCES:
         found = [cluster.list_custom_objects(group, version, plural) for plural in CALICO_PLURALS]
-        if any(items is not None for items in found):
+        if any(items is not None for items in found[:3]):
             for items in found:
                 objs += [o for o in items or () if not str((o.get("metadata") or {}).get("name", ""))
                          .startswith(_CALICO_VIEWS)]

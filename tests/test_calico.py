@@ -613,6 +613,13 @@ def test_cluster_prefers_calico_api_server_and_skips_absent_apis():
     crd_only = FakeCluster(pods=PODS, custom_objects={("crd.projectcalico.org", "v1", "globalnetworkpolicies"): [crd]})
     assert [p.key for p in world_from_cluster(crd_only).policies] == ["GlobalNetworkPolicy deny-db"]
     assert world_from_cluster(FakeCluster(pods=PODS)).policies == ()
+    with_sets = FakeCluster(pods=PODS, custom_objects={
+        ("crd.projectcalico.org", "v1", "globalnetworkpolicies"): [crd],
+        ("crd.projectcalico.org", "v1", "globalnetworksets"): [
+            {"apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkSet", "metadata": {"name": "partners"},
+             "spec": {"nets": ["198.51.100.0/24"]}}]})
+    assert any("GlobalNetworkSet partners: network sets are not modelled" in w
+               for w in world_from_cluster(with_sets).warnings)
 
 
 # --------------------------------------------------------- property: matrix == decide
