@@ -679,3 +679,80 @@ def test_only_kubernetes_policies_keep_the_union_engine_and_its_wording():
 def test_a_tier_object_changes_nothing_without_tiered_policies():
     e = PolicyEngine(PODS, NAMESPACES, [], tiers=[Tier(name="x", order=1)])
     assert allowed(e, API, DB, 5432)
+
+
+# --------------------------------------------- Kubernetes policies inside the default tier
+
+
+def _random_kube_policies(rng: random.Random) -> list[dict[str, Any]]:
+    apps = ["a", "b", "c"]
+
+    def peer() -> dict[str, Any]:
+        return rng.choice([{"podSelector": {"matchLabels": {"app": rng.choice(apps)}}},
+                           {"namespaceSelector": {"matchLabels": {"env": "dev"}}},
+                           {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": rng.choice(apps)}}},
+                           {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.1.0/24"]}}])
+
+    out = []
+    for i in range(rng.randint(1, 4)):
+        types = rng.choice([["Ingress"], ["Egress"], ["Ingress", "Egress"]])
+        spec: dict[str, Any] = {"podSelector": {"matchLabels": {"app": rng.choice(apps)}}, "policyTypes": types}
+        for direction, key in (("ingress", "from"), ("egress", "to")):
+            if direction.capitalize() in types:
+                spec[direction] = [{key: [peer() for _ in range(rng.randint(1, 2))],
+                                    "ports": rng.choice([[], [{"port": 8080}], [{"port": "web"}]])}
+                                   for _ in range(rng.randint(0, 2))]
+        out.append(k8s_np(f"k{i}", spec, ns=rng.choice(["shop", "other"])))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_property_kubernetes_policies_in_the_default_tier_keep_their_union_semantics(seed):
+    """Calico runs a Kubernetes NetworkPolicy in the default tier, order 1000, every rule an Allow:
+    with the tier model switched on (a tiered policy that applies to no pod), every answer is the
+    union engine's."""
+    rng = random.Random(seed)
+    pods = [pod(f"p{i}", ns=rng.choice(["shop", "other"]), ip=f"10.0.{i % 3}.{i + 1}",
+                ports=(ContainerPort(name="web", port=8080),) if i % 2 else (),
+                app=rng.choice(["a", "b", "c"])) for i in range(8)]
+    objs = _random_kube_policies(rng)
+    union = build(*objs, pods=pods)
+    tiered = build(*objs, gnp("inert", selector="has(nothing)", ingress=[deny()]), pods=pods)
+    assert not union.tiered and tiered.tiered
+    for port in (8080, 22):
+        assert union.matrix(port) == tiered.matrix(port)
+        for a in pods:
+            for dst in [*pods, "10.0.5.5", "203.0.113.9"]:
+                assert allowed(union, a, dst, port) == allowed(tiered, a, dst, port), (seed, a.key, dst)
+
+
+def test_cli_explain_and_lint_on_the_calico_tutorial(tmp_path: Path):
+    import subprocess
+    import sys
+
+    def netprobe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "probe", *args], capture_output=True, text=True, cwd=ROOT)
+
+    files = ["-f", "examples/tutorial-calico/", "-f", "examples/tutorial/workloads.yaml"]
+    proc = netprobe("explain", "default/api", "default/frontend", "--port", "8080", *files)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "denied by tier default's defaultAction Deny: default/api is egress-isolated by Calico NetworkPolicy " \
+           "default/api (tier default, order 100), GlobalNetworkPolicy default-deny (tier default, order 2000)" \
+           in proc.stdout
+    assert netprobe("lint", *files).returncode == 0  # the DNS allow is there
+    (tmp_path / "fwd.yaml").write_text(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: host-guard}\n"
+        "spec: {selector: all(), applyOnForward: true, types: [Egress]}\n")
+    proc = netprobe("explain", "default/api", "default/db", "--port", "5432", *files, "-f", str(tmp_path))
+    assert "warning: " in proc.stderr and "GlobalNetworkPolicy host-guard: spec.applyOnForward" in proc.stderr
+    lint_out = netprobe("lint", *files, "-f", str(tmp_path), "-o", "json")
+    codes = {f["code"] for f in __import__("json").loads(lint_out.stdout)}
+    # a policy without rules matches nothing and the tier goes on to default-deny's DNS allow: NP100 only
+    assert lint_out.returncode == 1 and codes == {"NP100"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: x}\n"
+                   "spec: {selector: \"app == 'db' &&\"}\n")
+    proc = netprobe("lint", "-f", str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{bad} (document 1): GlobalNetworkPolicy x: spec.selector: selector \"app == 'db' &&\": expected a " \
+           "label key, has(), all() or '(' at column 15, got the end" in proc.stderr
