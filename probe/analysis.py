@@ -298,6 +298,22 @@ def lint_tiered(engine: PolicyEngine, pods: Sequence[PodInfo], dns_pods: Sequenc
                                 "by the profile",
                         fix="use Allow or Deny, or add the policy the traffic should be passed to "
                             "(a later tier's policy, a NetworkPolicy or a baseline policy)"))
+    # network-policy-api: equal priorities in a tier are undefined precedence where subjects overlap
+    admin_kinds = ("AdminNetworkPolicy", "ClusterNetworkPolicy", "BaselineAdminNetworkPolicy")
+    for tier, pols in engine.ordered:
+        admins = [p for p in pols if p.kind in admin_kinds and p.order is not None]
+        for i, a in enumerate(admins):
+            for b in admins[i + 1:]:
+                if a.order != b.order:
+                    continue
+                both = [p.key for p in pods if any(engine.policy_applies(a, p, d) and engine.policy_applies(b, p, d)
+                                                   for d in (INGRESS, EGRESS))]
+                if both:
+                    findings.append(Finding(
+                        code="NP104", object=f"{b.key}",
+                        message=f"same priority {a.order:g} as {a.key} in tier {tier.name}, and both apply to "
+                                f"{len(both)} pod(s) (e.g. {both[0]}): which one decides is undefined",
+                        fix="give the policies distinct priorities"))
     # shadowed rules: within a policy, and by a match-all rule of an earlier policy of the same tier
     for tier, pols in engine.ordered:
         for direction in (INGRESS, EGRESS):

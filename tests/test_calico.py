@@ -590,6 +590,14 @@ def test_lint_shadowed_rules():
     assert not [c for c in unrelated if c[0] == "NP103"]
 
 
+def test_lint_equal_admin_priorities_with_overlapping_subjects():
+    same = [admin("AdminNetworkPolicy", n, priority=10, subject={"namespaces": {}},
+                  ingress=[{"action": a, "from": [{"namespaces": {}}]}]) for n, a in (("a", "Allow"), ("b", "Deny"))]
+    assert ("NP104", "AdminNetworkPolicy b") in lint_codes(*same)
+    distinct = [same[0], {**same[1], "spec": {**same[1]["spec"], "priority": 11}}]
+    assert not [c for c in lint_codes(*distinct) if c[0] == "NP104"]
+
+
 # ------------------------------------------------------------------- from a cluster
 
 
