@@ -15,6 +15,7 @@ from typing import Any
 from .model import Expectation, Target, TargetKind
 from .pods import PodInfo
 from .policy import DNS_POD, EGRESS, INGRESS, Decision, Endpoint, Half, PolicyEngine
+from .policy.rules import LOG, PASS, Tier, TieredPolicy, TierRule
 from .services import host_and_port, is_ip, service_for
 from .spec import Spec
 
@@ -221,6 +222,103 @@ def lint(engine: PolicyEngine, pods: Sequence[PodInfo]) -> list[Finding]:
                             code="NP005", object=where,
                             message=f"named port {rp.port!r}/{rp.protocol} is defined by no destination container",
                             fix="use the containerPort's name exactly as declared, or a number"))
+    if engine.tiered:
+        findings += lint_tiered(engine, usable, dns_pods)
+    return findings
+
+
+def _is_match_all(rule: TierRule, protocol: str | None) -> bool:
+    """A rule that matches every packet (of `protocol`, when it names one)."""
+    return (not rule.src and not rule.dst and not rule.ports and not rule.not_ports and not rule.match_none
+            and rule.not_protocol is None and rule.protocol in (None, protocol))
+
+
+def _covers(earlier: TierRule, later: TierRule) -> bool:
+    """Whether `earlier` matches every packet `later` matches (judged on the rules' text, conservatively)."""
+    if earlier.action == LOG or earlier.match_none:
+        return False
+    if _is_match_all(earlier, later.protocol):
+        return True
+    return (earlier.src in ((), later.src) and earlier.dst in ((), later.dst)
+            and earlier.ports in ((), later.ports) and earlier.not_ports in ((), later.not_ports)
+            and earlier.protocol in (None, later.protocol) and earlier.not_protocol in (None, later.not_protocol))
+
+
+def lint_tiered(engine: PolicyEngine, pods: Sequence[PodInfo], dns_pods: Sequence[PodInfo]) -> list[Finding]:
+    """The Calico / admin-policy forms of the classic mistakes (codes NP101-NP103)."""
+    findings: list[Finding] = []
+    for pod in pods:
+        applying = engine.applying_policies(pod, EGRESS)
+        if not any(p.kind != "NetworkPolicy" for p in applying):
+            continue  # only Kubernetes NetworkPolicies: NP001 covers it
+        dns = engine.dns_allowed(pod, dns_pods)
+        if not dns.allowed:
+            findings.append(Finding(
+                code="NP101", object=f"Pod {pod.key}",
+                message=f"DNS is denied: {dns.egress.reason if not dns.egress.allowed else dns.ingress.reason}",
+                fix="allow egress before the deny, e.g. in the default-deny GlobalNetworkPolicy: "
+                    "{action: Allow, protocol: UDP, destination: {namespaceSelector: projectcalico.org/name == "
+                    "'kube-system', selector: k8s-app == 'kube-dns', ports: [53]}} and the same for TCP"))
+    tier_names = [tier.name for tier, _ in engine.ordered]
+    for pol in engine.tiered:
+        for direction in (INGRESS, EGRESS):
+            targets = [p for p in pods if engine.policy_applies(pol, p, direction)]
+            for i, rule in enumerate(pol.rules(direction)):
+                if rule.action != PASS or not targets:
+                    continue
+                later = tier_names[tier_names.index(pol.tier) + 1:]
+                if not any(tier.name in later for p in targets for tier, _ in engine.applying(p, direction)):
+                    findings.append(Finding(
+                        code="NP102", object=f"{pol.key} {direction.lower()}[{i}]",
+                        message=f"Pass, but no later tier has a {direction.lower()} policy for the "
+                                f"{len(targets)} pod(s) this policy applies to: passed traffic is allowed "
+                                "by the profile",
+                        fix="use Allow or Deny, or add the policy the traffic should be passed to "
+                            "(a later tier's policy, a NetworkPolicy or a baseline policy)"))
+    # network-policy-api: equal priorities in a tier are undefined precedence where subjects overlap
+    admin_kinds = ("AdminNetworkPolicy", "ClusterNetworkPolicy", "BaselineAdminNetworkPolicy")
+    for tier, pols in engine.ordered:
+        admins = [p for p in pols if p.kind in admin_kinds and p.order is not None]
+        for i, a in enumerate(admins):
+            for b in admins[i + 1:]:
+                if a.order != b.order:
+                    continue
+                both = [p.key for p in pods if any(engine.policy_applies(a, p, d) and engine.policy_applies(b, p, d)
+                                                   for d in (INGRESS, EGRESS))]
+                if both:
+                    findings.append(Finding(
+                        code="NP104", object=f"{b.key}",
+                        message=f"same priority {a.order:g} as {a.key} in tier {tier.name}, and both apply to "
+                                f"{len(both)} pod(s) (e.g. {both[0]}): which one decides is undefined",
+                        fix="give the policies distinct priorities"))
+    # shadowed rules: within a policy, and by a match-all rule of an earlier policy of the same tier
+    for tier, pols in engine.ordered:
+        for direction in (INGRESS, EGRESS):
+            earlier_catch_all: list[tuple[TieredPolicy, int, set[str]]] = []
+            for pol in pols:
+                rules = pol.rules(direction)
+                if direction not in pol.types:
+                    continue
+                selected = {p.key for p in pods if engine.policy_applies(pol, p, direction)}
+                for j, rule in enumerate(rules):
+                    shadow = next((f"{direction.lower()}[{i}] ({rules[i].action})" for i in range(j)
+                                   if _covers(rules[i], rule)), None)
+                    if shadow is None and selected:
+                        shadow = next((f"{other.key} {direction.lower()}[{i}] ({other.rules(direction)[i].action})"
+                                       for other, i, covered in earlier_catch_all
+                                       if selected <= covered and _is_match_all(other.rules(direction)[i],
+                                                                               rule.protocol)), None)
+                    if shadow is not None and rule.action != LOG:
+                        findings.append(Finding(
+                            code="NP103", object=f"{pol.key} {direction.lower()}[{j}]",
+                            message=f"never takes effect: {shadow} matches everything it matches, earlier "
+                                    f"(tier {tier.name})",
+                            fix="reorder the rules (or the policies' order), or remove the shadowed rule"))
+                if selected:
+                    for i, rule in enumerate(rules):
+                        if rule.action != LOG and _is_match_all(rule, None):
+                            earlier_catch_all.append((pol, i, selected))
+                            break
     return findings
 
 
@@ -247,11 +345,17 @@ class World:
     services: tuple[Mapping[str, Any], ...]
 
     ipblock_matches_pods: bool = True
+    tiers: tuple[Tier, ...] = ()  # Calico Tier objects read
+    warnings: tuple[str, ...] = ()  # located: what was read but is not modelled
 
     def engine(self) -> PolicyEngine:
         """A PolicyEngine over this world."""
-        return PolicyEngine(self.pods, self.namespaces, self.policies,
+        return PolicyEngine(self.pods, self.namespaces, self.policies, tiers=self.tiers,
                             ipblock_matches_pods=self.ipblock_matches_pods)
+
+    def all_warnings(self) -> list[str]:
+        """What was read but not modelled, and what the engine noticed (an undefined tier)."""
+        return [*self.warnings, *self.engine().warnings]
 
     def pod(self, ref: str) -> PodInfo:
         """A pod by `namespace/name` (or `name` in default); KeyError with the candidates."""
@@ -263,15 +367,51 @@ class World:
         raise KeyError(ref)
 
 
+# Where the tiered kinds are served, in the order they are read. Calico's API server
+# (projectcalico.org/v3) is preferred; without it the same objects are read from Calico's CRDs
+# (crd.projectcalico.org/v1) — never both, which would count each policy twice.
+CALICO_SOURCES = (("projectcalico.org", "v3"), ("crd.projectcalico.org", "v1"))
+CALICO_PLURALS = ("tiers", "networkpolicies", "globalnetworkpolicies",
+                  # read only to warn that they are not modelled (a selector matching a set's labels)
+                  "globalnetworksets", "networksets", "hostendpoints")
+ADMIN_SOURCES = (("policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies"),
+                 ("policy.networking.k8s.io", "v1alpha1", "baselineadminnetworkpolicies"),
+                 ("policy.networking.k8s.io", "v1alpha2", "clusternetworkpolicies"))
+# Calico's API server also lists its own views of Kubernetes and admin policies under these
+# names; they are read from their own APIs instead.
+_CALICO_VIEWS = ("knp.default.", "kanp.", "kbanp.", "kcnp.")
+
+
+def tiered_objects_from_cluster(cluster: Any) -> list[dict[str, Any]]:
+    """Calico and network-policy-api objects, from whichever of their APIs the cluster serves.
+
+    An API that is not served (no CRD, no Calico API server) is normal and silent; a forbidden LIST
+    raises PermissionDenied naming the RBAC rule to add."""
+    objs: list[dict[str, Any]] = []
+    for group, version in CALICO_SOURCES:
+        found = [cluster.list_custom_objects(group, version, plural) for plural in CALICO_PLURALS]
+        if any(items is not None for items in found[:3]):
+            for items in found:
+                objs += [o for o in items or () if not str((o.get("metadata") or {}).get("name", ""))
+                         .startswith(_CALICO_VIEWS)]
+            break
+    for group, version, plural in ADMIN_SOURCES:
+        objs += cluster.list_custom_objects(group, version, plural) or []
+    return objs
+
+
 def world_from_cluster(cluster: Any) -> World:
-    """Read pods, namespaces, policies and services (four LIST calls) through a Cluster."""
+    """Read pods, namespaces, policies and services (four LIST calls, plus one per served policy CRD)."""
+    from .manifests import tiered_from_objects
     from .policy import namespaces_from, parse_policy
 
+    tiered, tiers, warnings = tiered_from_objects(tiered_objects_from_cluster(cluster))
     return World(
         pods=tuple(p for p in cluster.list_pods(None) if not p.is_probe),
         namespaces=namespaces_from(cluster.list_namespaces()),
-        policies=tuple(parse_policy(o) for o in cluster.list_network_policies(None)),
+        policies=tuple([*(parse_policy(o) for o in cluster.list_network_policies(None)), *tiered]),
         services=tuple(cluster.list_services(None)),
+        tiers=tuple(tiers), warnings=tuple(warnings),
     )
 
 
@@ -281,7 +421,7 @@ def world_from_manifests(paths: Sequence[str], namespace: str = "default") -> Wo
 
     m = load_manifests(paths, namespace)
     return World(pods=tuple(m.pods), namespaces=m.namespaces, policies=tuple(m.policies),
-                 services=tuple(m.services))
+                 services=tuple(m.services), tiers=tuple(m.tiers), warnings=tuple(m.warnings))
 
 
 def pod_matrix(world: World, ports: Sequence[tuple[int, str]]) -> dict[str, Any]:
@@ -322,6 +462,8 @@ def expect_document(world: World, ports: Sequence[tuple[int, str]], spec: Spec |
     doc = pod_matrix(world, ports)
     if spec is not None:
         doc |= spec_section(world, spec)
+    elif world.all_warnings():
+        doc["warnings"] = world.all_warnings()
     return doc
 
 
@@ -331,4 +473,4 @@ def spec_section(world: World, spec: Spec) -> dict[str, Any]:
     return {"expect": {s.name: {t.name: str(computed[(s.name, t.name)]) for t in spec.targets
                                 if (s.name, t.name) in computed} for s in spec.sources},
             "reasons": {f"{s} -> {t}": r for (s, t), r in reasons.items()},
-            "warnings": warnings}
+            "warnings": [*world.all_warnings(), *warnings]}

@@ -81,6 +81,7 @@ def run(
     if from_policies:
         world = dataclasses.replace(world_from_cluster(cluster), ipblock_matches_pods=ipblock_pods)
         computed, reasons, warnings = expect_spec(loaded, world.engine(), world.pods, world.services)
+        warnings = [*world.all_warnings(), *warnings]
         if loaded.has_expectations:
             warnings += compare(loaded.expect, computed, reasons)
         else:

@@ -408,6 +408,9 @@ def expect(
         _write([render_diff(changes, output)])
         raise typer.Exit(1 if changes else 0)
     section = guarded(lambda: spec_section(world, loaded)) if loaded is not None else None
+    if output in ("table", "connlist") and section is None:
+        for w in world.all_warnings():  # what was read but not modelled: the answer may not hold
+            typer.echo(f"warning: {w}", err=True)
     if output == "json":
         _write(workload_json(view, section))
     elif output == "connlist":
@@ -451,6 +454,8 @@ def explain(
     a, b = guarded(lambda: (endpoint_for(world, src), endpoint_for(world, dst)))
     decision = world.engine().decide(a, b, port, proto)
     typer.echo(explain_text(decision, a.describe(), b.describe(), port, proto), nl=False)
+    for w in world.all_warnings():  # what was read but not modelled: the answer may not hold
+        typer.echo(f"warning: {w}", err=True)
 
 
 @app.command()
@@ -467,10 +472,14 @@ def lint(
       netprobe lint -f examples/tutorial/no-dns/ -f examples/tutorial/workloads.yaml
       netprobe lint            # the live cluster
     """
+    from .analysis import Finding
     from .analysis import lint as run_lint
 
     world = guarded(lambda: _world(files, "default", kubeconfig, context, ipblock_pods))
     findings = run_lint(world.engine(), world.pods)
+    findings += [Finding(code="NP100", object=w.split(": ", 1)[0], message=w.split(": ", 1)[-1],
+                         fix="netprobe's predictions ignore this; check it by hand or by probing")
+                 for w in world.all_warnings()]
     if output == "json":
         typer.echo(json.dumps([{"code": f.code, "object": f.object, "message": f.message, "fix": f.fix}
                                for f in findings], indent=2))

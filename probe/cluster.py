@@ -95,6 +95,8 @@ class Cluster(Protocol):
 
     def ephemeral_state(self, namespace: str, pod: str, container: str) -> ProbePodState | None: ...
 
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None: ...
+
 
 # ---------------------------------------------------------------------- pure conversions
 
@@ -206,6 +208,7 @@ class KubeCluster:
         except Exception as exc:  # yaml errors and others from a malformed kubeconfig
             raise InputError(f"cannot load Kubernetes credentials from "
                              f"{kubeconfig or '$KUBECONFIG'}: {exc}") from None
+        self._discovered: dict[str, set[str]] = {}  # group/version -> served resources (policy CRDs)
         self._client = api_client
 
     # Each generated API class costs 0.2-0.7 s to import with clients built on pydantic (>= 33):
@@ -233,6 +236,12 @@ class KubeCluster:
         from kubernetes import client
 
         return client.VersionApi(self._client)
+
+    @functools.cached_property
+    def _custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self._client)
 
     def close(self) -> None:
         """Close the client's pooled connections."""
@@ -488,6 +497,48 @@ class KubeCluster:
                 with contextlib.suppress(Exception):
                     resp.release_conn()
 
+    def _served(self, group: str, version: str) -> set[str]:
+        """The resources an API group/version serves, from discovery ({} when it is not served).
+
+        Discovery is readable by every authenticated user, so an absent CRD is found absent even
+        where RBAC would forbid listing it (the authorizer answers 403 before routing would 404)."""
+        cache = self._discovered
+        key = f"{group}/{version}"
+        if key not in cache:
+            try:
+                doc = self._call(f"discover {key}", self._custom.get_api_resources, group, version)
+                cache[key] = {str(r.get("name")) for r in doc.get("resources") or ()}
+            except ClusterError as exc:
+                if exc.status not in (404, 403):  # 403: discovery itself forbidden; the LIST will tell
+                    raise
+                cache[key] = set() if exc.status == 404 else {"*"}
+        return cache[key]
+
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None:
+        """Every object of a custom resource, in all namespaces; None when the API does not serve it."""
+        served = self._served(group, version)
+        if plural not in served and "*" not in served:
+            return None  # no such CRD / API group: normal on a cluster without it
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": 500, **({"_continue": token} if token else {})}
+            try:
+                doc = self._call(f"list {plural}.{group}/{version}", self._custom.list_cluster_custom_object,
+                                 group, version, plural, **kwargs)
+            except PermissionDenied as exc:
+                raise PermissionDenied(
+                    f"{exc}; to read these policies add to netprobe's ClusterRole: "
+                    f"{{apiGroups: [{group}], resources: [{plural}], verbs: [list]}}", status=exc.status) from None
+            except ClusterError as exc:
+                if exc.status == 404:  # no such CRD / API group: normal on a cluster without it
+                    return None
+                raise
+            items += doc.get("items", [])
+            token = (doc.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
 
 def _watch_events(resp: Any, what: str) -> Iterator[dict[str, Any]]:
     """The JSON events of a watch response (one per line), as they arrive."""
@@ -539,6 +590,9 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
 def _leading_int(value: Any, default: int) -> int:
     digits = re.match(r"\d+", str(value or ""))
     return int(digits.group()) if digits else default
+
+    # -- policy CRDs (Calico, network-policy-api; issue 14)
+
 
 
 def _in_cluster() -> bool:

@@ -5,6 +5,12 @@ carry no `kind`) are understood; the same object given twice with identical cont
 once. Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) become one pod
 each, from their pod template. A Pod's `status.podIP`, when present, is its IP for ipBlock
 matching.
+
+Objects are identified by API group + kind + namespace + name: a Calico `NetworkPolicy`
+(projectcalico.org/v3) and a Kubernetes one with the same name are two objects. Calico's
+NetworkPolicy / GlobalNetworkPolicy / Tier and the network-policy-api kinds are parsed into the
+tier model; kinds of theirs that are not modelled (HostEndpoint, network sets, staged policies)
+and unmodelled fields give located warnings (`Manifests.warnings`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,13 @@ import yaml
 from .errors import ManifestError
 from .pods import PodInfo, pod_info
 from .policy import Policy, namespaces_from, parse_policy
+from .policy.adminpolicy import GROUP as ADMIN_GROUP
+from .policy.adminpolicy import KINDS as ADMIN_KINDS
+from .policy.adminpolicy import parse_admin_policy
+from .policy.calico import POLICY_KINDS as CALICO_POLICY_KINDS
+from .policy.calico import UNMODELLED_KINDS as CALICO_UNMODELLED
+from .policy.calico import is_calico, parse_calico_policy, parse_tier
+from .policy.rules import Tier, TieredPolicy
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController")
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -31,8 +44,10 @@ class Manifests:
 
     pods: list[PodInfo] = field(default_factory=list)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
-    policies: list[Policy] = field(default_factory=list)
+    policies: list[Policy | TieredPolicy] = field(default_factory=list)
     services: list[dict[str, Any]] = field(default_factory=list)
+    tiers: list[Tier] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
@@ -86,6 +101,8 @@ def _documents(path: Path, strict: bool = True) -> Iterator[tuple[Mapping[str, A
             for j, item in enumerate(items):
                 if isinstance(item, dict) and "kind" not in item and implied:
                     item = {"kind": implied, **item}
+                    if "apiVersion" not in item:  # a typed list's apiVersion is its items' one
+                        item = {"apiVersion": doc["apiVersion"], **item}
                 if not isinstance(item, dict) or "kind" not in item:
                     raise ManifestError(f"{where}: items[{j}] is not a Kubernetes object")
                 yield item, f"{where} items[{j}]"
@@ -112,11 +129,41 @@ def _template_pod(obj: Mapping[str, Any], where: str) -> PodInfo:
                      "spec": template.get("spec") or {}, "status": {"phase": "Running"}})
 
 
+def _read_tiered(obj: Mapping[str, Any], where: str, calico: bool, default_namespace: str, out: Manifests) -> None:
+    """A Calico or network-policy-api object → out.policies / out.tiers / out.warnings."""
+    kind = str(obj["kind"])
+    try:
+        if calico and kind in CALICO_POLICY_KINDS:
+            policy, warnings = parse_calico_policy(obj, default_namespace)
+        elif calico and kind == "Tier":
+            out.tiers.append(parse_tier(obj))
+            return
+        elif not calico and kind in ADMIN_KINDS:
+            policy, warnings = parse_admin_policy(obj)
+        else:
+            why = CALICO_UNMODELLED.get(kind, "this kind is not modelled") if calico else "this kind is not modelled"
+            out.warnings.append(f"{where}: {obj['apiVersion']} {kind} {obj['metadata']['name']}: {why}")
+            return
+    except ManifestError as exc:
+        raise ManifestError(f"{where}: {exc}") from None
+    out.policies.append(policy)
+    out.warnings += [f"{where}: {w}" for w in warnings]
+
+
+def tiered_from_objects(objs: Iterable[Mapping[str, Any]], where: str = "cluster"
+                        ) -> tuple[list[TieredPolicy], list[Tier], list[str]]:
+    """Calico / network-policy-api objects (as a cluster lists them) → (policies, tiers, warnings)."""
+    out = Manifests()
+    for obj in objs:
+        _read_tiered(obj, where, is_calico(str(obj.get("apiVersion"))), "default", out)
+    return [p for p in out.policies if isinstance(p, TieredPolicy)], out.tiers, out.warnings
+
+
 def load_manifests(paths: Iterable[str | Path], default_namespace: str = "default") -> Manifests:
     """Read every manifest under `paths`; ManifestError (exit 2) naming the file when malformed."""
     out = Manifests()
     namespace_objs = []
-    seen: dict[tuple[str, str, str], tuple[str, Mapping[str, Any]]] = {}
+    seen: dict[tuple[str, str, str, str], tuple[str, Mapping[str, Any]]] = {}
     for path, strict in _files(paths):
         for obj, where in _documents(path, strict):
             kind = obj["kind"]
@@ -125,16 +172,28 @@ def load_manifests(paths: Iterable[str | Path], default_namespace: str = "defaul
                 raise ManifestError(f"{where}: {kind} without metadata.name")
             if meta.get("labels") is not None and not isinstance(meta.get("labels"), dict):
                 raise ManifestError(f"{where}: {kind} {meta['name']}: metadata.labels must be a mapping")
-            ident = (str(kind), str(meta.get("namespace") or default_namespace), str(meta["name"]))
+            api_version = str(obj.get("apiVersion", ""))
+            group = api_version.rpartition("/")[0]
+            calico, admin = is_calico(api_version), group == ADMIN_GROUP
+            cluster_scoped = (calico and kind != "NetworkPolicy") or admin
+            ident = (group, str(kind), "" if cluster_scoped else str(meta.get("namespace") or default_namespace),
+                     str(meta["name"]))
             if ident in seen and kind != "Namespace":
                 first_where, first = seen[ident]
                 if first == obj:
                     continue  # the same object twice (a file and a directory holding it): read once
-                raise ManifestError(f"{where}: {kind} {ident[1]}/{ident[2]} is defined twice, differently "
+                shown = f"{ident[2]}/{ident[3]}" if ident[2] else ident[3]
+                label = f"{api_version} {kind}" if calico or admin else kind
+                raise ManifestError(f"{where}: {label} {shown} is defined twice, differently "
                                     f"(also in {first_where}); pass one set of manifests")
             seen[ident] = (where, obj)
-            if kind == "Namespace":
+            if calico or admin:
+                _read_tiered(obj, where, calico, default_namespace, out)
+            elif kind == "Namespace":
                 namespace_objs.append(obj)
+            elif kind == "NetworkPolicy" and group not in ("networking.k8s.io", "extensions"):
+                out.warnings.append(f"{where}: {obj['apiVersion']} NetworkPolicy {meta['name']}: an API group "
+                                    "netprobe does not know; not evaluated")
             elif kind == "NetworkPolicy":
                 try:
                     out.policies.append(parse_policy(obj, default_namespace))

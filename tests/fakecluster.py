@@ -34,6 +34,8 @@ class FakeCluster:
     forbidden: set[str] = field(default_factory=set)  # list calls that answer 403 ("endpoints", ...)
     on_create: Callable[[int], None] | None = None  # called with the plan index before a Job "runs"
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # (group, version, plural) -> objects; a missing key is an API the cluster does not serve
+    custom_objects: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def list_pods(self, namespace: str | None, label_selector: str = "") -> list[PodInfo]:
         self.api_calls += 1
@@ -46,6 +48,12 @@ class FakeCluster:
     def list_network_policies(self, namespace: str | None = None) -> list[dict[str, Any]]:
         self.api_calls += 1
         return []
+
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None:
+        if (group, version, plural) not in self.custom_objects:
+            return None
+        self.api_calls += 1
+        return self.custom_objects[(group, version, plural)]
 
     def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]:
         self.api_calls += 1

@@ -72,7 +72,10 @@ def equivalence_classes(engine: PolicyEngine) -> Classes:
                 ip_facts = tuple(b.cidr.prefixlen == 0 and not b.excepts for b in blocks)
             else:
                 ip_facts = tuple(addr in b.cidr and not any(addr in e for e in b.excepts) for b in blocks)
-        key = (pod.namespace, pod.service_account, tuple(pod.labels.get(k) for k in keys),
+        # Calico / admin policies read more than label values (has(), selectors over service
+        # accounts, nets): until the key models them, every pod is its own class.
+        own = (pod.key, pod.ip) if engine.tiered else ()
+        key = (*own, pod.namespace, pod.service_account, tuple(pod.labels.get(k) for k in keys),
                tuple(sorted((cp.name, cp.protocol, cp.port) for cp in pod.ports
                             if (cp.name, cp.protocol) in named)), ip_facts)
         c = index.get(key)
@@ -135,12 +138,15 @@ def class_connectivity(engine: PolicyEngine, ports: PortSet | None = None,
     """Allowed connectivity between classes on `ports` (points), or on every port when None."""
     classes = equivalence_classes(engine)
     reps = classes.representatives
-    space = ports if ports is not None else segments(engine.policies, engine.pods)
-    by_class = PolicyEngine(reps, engine.ns_labels, engine.policies,
-                            ipblock_matches_pods=engine.ipblock_matches_pods)
-    bulk = BulkMatrix(by_class)
+    space = ports if ports is not None else segments(engine.policies, engine.pods, engine.tiered)
+    by_class = PolicyEngine(reps, engine.ns_labels, [*engine.policies, *engine.tiered],
+                            tiers=list(engine.tiers.values()), ipblock_matches_pods=engine.ipblock_matches_pods)
     # one port per segment is exact: no rule tells two ports of a segment apart
-    rows = [bulk.rows(lo, proto) for proto, lo, _ in space]
+    if by_class.tiered:
+        rows = [by_class.matrix(lo, proto) for proto, lo, _ in space]
+    else:
+        bulk = BulkMatrix(by_class)
+        rows = [bulk.rows(lo, proto) for proto, lo, _ in space]
     seg_sets = [((proto, lo, hi),) for proto, lo, hi in space]
     union = merge(space)
     pairs: dict[tuple[int, int], PortSet] = {}

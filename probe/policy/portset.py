@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
 from ..pods import PodInfo
-from .rules import EGRESS, INGRESS, PolicyRules
+from .rules import EGRESS, INGRESS, PolicyRules, TieredPolicy
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 MAX_PORT = 65535
@@ -74,20 +74,29 @@ def describe(ports: PortSet) -> str:
     return ";".join(parts) or "none"
 
 
-def segments(policies: Sequence[PolicyRules], pods: Sequence[PodInfo]) -> PortSet:
+def segments(policies: Sequence[PolicyRules], pods: Sequence[PodInfo],
+             tiered: Sequence[TieredPolicy] = ()) -> PortSet:
     """Every protocol's 1-65535 cut where some rule's port, range or resolved named port starts or ends."""
     cuts: dict[str, set[int]] = {p: {1, MAX_PORT + 1} for p in PROTOCOLS}
     named: set[tuple[str, str]] = set()
-    for pol in policies:
-        for direction in (INGRESS, EGRESS):
-            for rule in pol.rules(direction):
-                for rp in rule.ports:
-                    if rp.port is None:
-                        continue
-                    if isinstance(rp.port, str):
-                        named.add((rp.port, rp.protocol))
-                        continue
-                    cuts[rp.protocol] |= {rp.port, (rp.end_port or rp.port) + 1}
+    port_rules = [rp for pol in policies for direction in (INGRESS, EGRESS)
+                  for rule in pol.rules(direction) for rp in rule.ports]
+    # a tiered rule's ports and notPorts both cut, for every protocol (its protocol may be "any")
+    tiered_rules = [rp for pol in tiered for rule in (*pol.ingress, *pol.egress)
+                    for rp in (*rule.ports, *rule.not_ports)]
+    for rp in tiered_rules:
+        if isinstance(rp.port, int):
+            for proto in PROTOCOLS:
+                cuts[proto] |= {rp.port, (rp.end_port or rp.port) + 1}
+        elif isinstance(rp.port, str):
+            named |= {(rp.port, proto) for proto in PROTOCOLS}
+    for rp in port_rules:
+        if rp.port is None:
+            continue
+        if isinstance(rp.port, str):
+            named.add((rp.port, rp.protocol))
+            continue
+        cuts[rp.protocol] |= {rp.port, (rp.end_port or rp.port) + 1}
     if named:
         for pod in pods:
             for cp in pod.ports:

@@ -7,6 +7,7 @@ A policy kind's parser (networkpolicy.py for networking.k8s.io/v1) produces obje
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -108,3 +109,103 @@ class Endpoint:
     def address(self) -> str:
         """The IP used for ipBlock matching."""
         return self.pod.ip if self.pod else self.ip
+
+
+# ------------------------------------------------------------------------------- tiers
+#
+# Calico, AdminNetworkPolicy and ClusterNetworkPolicy evaluate ordered rules with actions, in
+# ordered tiers. Their parsers (calico.py, adminpolicy.py) produce `TieredPolicy` values; a
+# Kubernetes NetworkPolicy becomes one too (evaluate.py: the `default` tier, order 1000, every
+# rule Allow), so one evaluator walks them all.
+
+ALLOW, DENY, PASS, LOG = "Allow", "Deny", "Pass", "Log"
+
+
+class LabelMatch(Protocol):
+    """Anything that matches a label set: a Kubernetes `Selector` or a parsed Calico selector."""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether the labels are selected."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointMatch:
+    """What one side (source or destination) of a rule requires; every set field must hold (AND).
+
+    A side with a selector, namespace or service-account criterion only ever matches pods;
+    `nets` match addresses (pod IPs too: always for Calico nets and ANP networks, and for a
+    Kubernetes ipBlock as the engine's `ipblock_matches_pods` says).
+    """
+
+    selector: LabelMatch | None = None
+    not_selector: LabelMatch | None = None
+    namespace_selector: LabelMatch | None = None
+    namespace: str | None = None  # pinned: a namespaced policy's own namespace
+    nets: tuple[IPNet, ...] = ()
+    not_nets: tuple[IPNet, ...] = ()
+    service_accounts: frozenset[str] | None = None
+    service_account_selector: LabelMatch | None = None
+    kube_ipblock: bool = False  # nets come from a Kubernetes ipBlock (engine's ipblock_matches_pods applies)
+
+    @property
+    def pods_only(self) -> bool:
+        """Whether only pods can match (a selector-like criterion is set)."""
+        return (self.selector is not None or self.namespace_selector is not None or self.namespace is not None
+                or self.service_accounts is not None or self.service_account_selector is not None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TierRule:
+    """One ordered rule: when it matches, its action applies. Empty src/dst: any endpoint."""
+
+    action: str  # ALLOW, DENY, PASS, LOG
+    src: tuple[EndpointMatch, ...] = ()  # any one of them (OR)
+    dst: tuple[EndpointMatch, ...] = ()
+    protocol: str | None = None  # None: any protocol
+    not_protocol: str | None = None
+    ports: tuple[PortRule, ...] = ()  # destination ports, any one of them; (): every port
+    not_ports: tuple[PortRule, ...] = ()
+    match_none: bool = False  # fail closed: an Accept rule over a peer we cannot model matches nothing
+    label: str = ""  # "ingress rule 0" or the rule's name, for attribution
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tier:
+    """A Calico Tier (or a built-in one): policies in lower-order tiers are evaluated first."""
+
+    name: str
+    order: float | None  # None: after every ordered tier
+    default_action: str = DENY  # what a tier that applies but matched nothing does: Deny or Pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TieredPolicy:
+    """One policy in a tier: which endpoints it applies to and its ordered rules per direction."""
+
+    kind: str  # how explain names it: "GlobalNetworkPolicy", "NetworkPolicy", "Calico NetworkPolicy", ...
+    api_version: str
+    name: str
+    namespace: str | None  # None: cluster-scoped
+    tier: str
+    order: float | None  # None: after every ordered policy of the tier
+    order_word: str = "order"  # "priority" for the network-policy-api kinds
+    selector: LabelMatch | None = None  # endpoint labels; None: every endpoint
+    namespace_selector: LabelMatch | None = None
+    service_account_selector: LabelMatch | None = None
+    types: frozenset[str] = frozenset()
+    ingress: tuple[TierRule, ...] = ()
+    egress: tuple[TierRule, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """`Kind ns/name` (or `Kind name` when cluster-scoped): unique per apiVersion and kind."""
+        return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
+
+    def describe(self) -> str:
+        """`GlobalNetworkPolicy default-deny (tier default, order 2000)`."""
+        order = "" if self.order is None else f", {self.order_word} {self.order:g}"
+        return f"{self.key} (tier {self.tier}{order})"
+
+    def rules(self, direction: str) -> tuple[TierRule, ...]:
+        """The ordered rules of one direction."""
+        return self.ingress if direction == INGRESS else self.egress
