@@ -101,6 +101,14 @@ class Judgement:
 def judge(target: Target, expected: Expectation, subs: Sequence[SubResult], *, strict: bool = False) -> Judgement:
     """Decide one cell: every sub-check must match (README "Verdicts", the cell model)."""
     observed = combine(subs)
+    name_failed = [s for s in subs if not s.pod and s.verdict in (Verdict.DNS_TIMEOUT, Verdict.NXDOMAIN)]
+    if expected is Expectation.ALLOW and name_failed:
+        # The workload reaches its target by name: when the name does not resolve, that is the
+        # finding, whatever direct probes of the Service's backends saw.
+        first = name_failed[0]
+        return Judgement(observed=first.verdict, match=False, proof=None, detail=_detail(subs),
+                         reason=explain(target, expected, first.verdict, first.detail, strict=strict),
+                         subresults=tuple(subs))
     proven = tuple(_with_proof(target, expected, s, strict) for s in subs)
     verdicts = [sub_matches(target, expected, s, strict=strict) for s in proven]
     if observed is Verdict.PARTIAL or False in verdicts:
@@ -132,10 +140,11 @@ def _varies(subs: Sequence[SubResult]) -> tuple[bool, bool]:
 def _label(sub: SubResult, subs: Sequence[SubResult]) -> str:
     """How to name one sub-check among its siblings: by what varies."""
     pods, identities = _varies(subs)
+    where = _short(sub.pod) if sub.pod else "via the Service"
     if pods and identities:
-        return f"{_short(sub.pod)} from [{sub.identity}]"
+        return f"{where} from [{sub.identity}]"
     if pods:
-        return _short(sub.pod)
+        return where
     return sub.identity or _short(sub.pod) or "the probe"
 
 
