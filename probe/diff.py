@@ -109,6 +109,13 @@ def judge(target: Target, expected: Expectation, subs: Sequence[SubResult], *, s
         return Judgement(observed=first.verdict, match=False, proof=None, detail=_detail(subs),
                          reason=explain(target, expected, first.verdict, first.detail, strict=strict),
                          subresults=tuple(subs))
+    if name_failed and target.kind is not TargetKind.PODS:
+        # A deny of a target by name whose name did not resolve rests on DNS (proof
+        # not-resolvable; --strict: not probed); that identity's direct backend probes are kept
+        # in the JSON but do not decide the cell.
+        unresolved = {s.identity for s in name_failed}
+        subs = [s for s in subs if not (s.pod and s.identity in unresolved)]
+        observed = combine(subs)
     proven = tuple(_with_proof(target, expected, s, strict) for s in subs)
     verdicts = [sub_matches(target, expected, s, strict=strict) for s in proven]
     if observed is Verdict.PARTIAL or False in verdicts:
