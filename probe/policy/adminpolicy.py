@@ -29,6 +29,13 @@ from .rules import ALLOW, DENY, EGRESS, INGRESS, PASS, EndpointMatch, PortRule, 
 GROUP = "policy.networking.k8s.io"
 KINDS = ("AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "ClusterNetworkPolicy")
 ADMIN_TIER, BASELINE_TIER = "kube-admin", "kube-baseline"
+# Calico releases before ClusterNetworkPolicy named the same two tiers after the v1alpha1 kinds; a
+# Calico policy placed in a tier by its old name sits beside the admin policies.
+LEGACY_TIER_NAMES = {"adminnetworkpolicy": ADMIN_TIER, "baselineadminnetworkpolicy": BASELINE_TIER}
+# "The BaselineAdminNetworkPolicy is treated as if it had an order of 1,000, allowing Calico
+# NetworkPolicy/GlobalNetworkPolicy resources to be inserted with higher/lower precedence" (Calico docs,
+# "Get started with policy tiers").
+BANP_ORDER = 1_000.0
 # Calico's built-in tiers for these kinds (libcalico-go: order 1,000 and 10,000,000, defaultAction Pass).
 BUILTIN_TIERS = (Tier(name=ADMIN_TIER, order=1_000, default_action=PASS),
                  Tier(name=BASELINE_TIER, order=10_000_000, default_action=PASS))
@@ -203,7 +210,7 @@ def parse_admin_policy(obj: Mapping[str, Any]) -> tuple[TieredPolicy, list[str]]
         rules[direction] = tuple(out)
     types = frozenset(d for d in (INGRESS, EGRESS) if rules[d])
     policy = TieredPolicy(kind=kind, api_version=version, name=name, namespace=None, tier=tier,
-                          order=None if priority is None else float(priority), order_word="priority",
+                          order=BANP_ORDER if priority is None else float(priority), order_word="priority",
                           selector=pod_sel, namespace_selector=ns_sel, types=types,
                           ingress=rules[INGRESS], egress=rules[EGRESS])
     return policy, warnings

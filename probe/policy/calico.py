@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ManifestError
+from .adminpolicy import LEGACY_TIER_NAMES
 from .calico_selector import And, Compare, Expr, Has, Not, Or, parse_selector
 from .rules import (
     ALLOW,
@@ -261,7 +262,7 @@ def parse_calico_policy(obj: Mapping[str, Any], default_namespace: str = "defaul
                             f"only {SA_NAME_LABEL} is known")
     policy = TieredPolicy(
         kind=shown, api_version=str(obj.get("apiVersion")), name=name, namespace=ns,
-        tier=str(spec.get("tier") or "default"), order=_order(spec.get("order"), f"{where}: spec.order"),
+        tier=_tier_name(spec.get("tier")), order=_order(spec.get("order"), f"{where}: spec.order"),
         selector=_selector(spec.get("selector"), f"{where}: spec.selector"),
         namespace_selector=ns_sel, service_account_selector=sa_sel, types=frozenset(types),
         ingress=_rules(ingress_raw, INGRESS, ns, f"{where}: spec.ingress", warnings),
@@ -269,10 +270,15 @@ def parse_calico_policy(obj: Mapping[str, Any], default_namespace: str = "defaul
     return policy, warnings
 
 
+def _tier_name(raw: Any) -> str:
+    name = str(raw or "default")
+    return LEGACY_TIER_NAMES.get(name, name)
+
+
 def parse_tier(obj: Mapping[str, Any]) -> Tier:
     """A Calico Tier → Tier (order: none = last; defaultAction: Deny unless Pass)."""
     meta = obj.get("metadata") or {}
-    name = str(meta.get("name", "<unnamed>"))
+    name = _tier_name(meta.get("name", "<unnamed>"))
     spec = obj.get("spec") or {}
     if not isinstance(spec, dict):
         raise ManifestError(f"Tier {name}: spec must be a mapping")
