@@ -422,8 +422,15 @@ def expect(
 def _write(chunks: Iterable[str]) -> None:
     """Stream output; a reader that stops early (`| head`) ends us as SIGPIPE would (141), quietly."""
     try:
-        for chunk in chunks:
-            sys.stdout.write(chunk)
+        batch: list[str] = []
+        size = 0
+        for chunk in chunks:  # one write per ~64 KiB: a large document comes in 500,000 lines
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= 65536:
+                sys.stdout.write("".join(batch))
+                batch, size = [], 0
+        sys.stdout.write("".join(batch))
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

@@ -178,9 +178,26 @@ def workload_json(view: WorkloadView, spec_section: Mapping[str, Any] | None = N
                                      "external": port_list(w.external),
                                      "ip_blocks": [{"to": b, "ports": port_list(p)} for b, p in w.ip_blocks]}
                                     for w in ws))
-    yield from _array("connections", ({"from": ws[i].id, "to": ws[j].id, "ports": port_list(p)}
-                                      for i, j, p in view.connections), last=True)
+    yield from _connections(view)
     yield "}\n"
+
+
+def _connections(view: WorkloadView) -> Iterator[str]:
+    """The "connections" array: one line per allowed workload pair.
+
+    Written from pieces dumped once (each workload id, each distinct port set): a cluster of
+    bare pods has pods² connections, and one json.dumps per line was most of the CLI's time."""
+    ids = [_dump(w.id) for w in view.workloads]
+    ports: dict[PortSet, str] = {}
+    yield '"connections":['
+    sep = "\n"
+    for i, j, p in view.connections:
+        text = ports.get(p)
+        if text is None:
+            text = ports[p] = _dump(port_list(p))
+        yield f'{sep}{{"from":{ids[i]},"to":{ids[j]},"ports":{text}}}'
+        sep = ",\n"
+    yield "\n]\n"
 
 
 def render_diff(changes: Sequence[Change], fmt: str) -> str:

@@ -492,6 +492,7 @@ def test_the_same_calico_object_twice_differently_is_an_error(tmp_path: Path):
            ingress=[{"action": "Pass", "from": [{"namespaces": {}}]}]), "expected Allow, Deny"),
     (admin("AdminNetworkPolicy", "a", priority=1, subject={"namespaces": {"namespaceSelector": {}}}),
      "an older network-policy-api schema"),
+    (k8s_np("x", {"podSelector": {"app": "db"}}), "expected matchLabels and/or matchExpressions, got app"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
 def test_malformed_objects_are_located_manifest_errors(tmp_path: Path, obj, message):
     import yaml
@@ -790,3 +791,28 @@ def test_cli_explain_and_lint_on_the_calico_tutorial(tmp_path: Path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{bad} (document 1): GlobalNetworkPolicy x: spec.selector: selector \"app == 'db' &&\": expected a " \
            "label key, has(), all() or '(' at column 15, got the end" in proc.stderr
+
+
+def test_address_ranges_reached_are_decided_through_the_tiers() -> None:
+    """A range one policy opens but an earlier tier denies in part is listed without that part:
+    "first Allow/Deny wins" holds for addresses as for pods (the connlist's ipBlock rows)."""
+    from probe.policy.classes import class_connectivity
+
+    engine = build(
+        tier("security", 100),
+        gnp("deny-half", tier="security", order=1, selector="app == 'api'", types=["Egress"],
+            egress=[{"action": "Deny", "destination": {"nets": ["203.0.113.0/25"]}}, {"action": "Pass"}]),
+        gnp("web-out", selector="app == 'api'", types=["Egress"],
+            egress=[allow(protocol="TCP", destination={"nets": ["203.0.113.0/24"], "ports": [443]})]),
+        k8s_np("db-out", {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Egress"], "egress": [
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]}]}))
+    conn = class_connectivity(engine, ports=(("TCP", 443, 443), ("TCP", 5432, 5432)))
+    by_pod = {rep.name: conn.ip_blocks[i] for i, rep in enumerate(conn.classes.representatives)}
+    assert by_pod[API.name] == (("203.0.113.128/25", (("TCP", 443, 443),)),)
+    # the Kubernetes ipBlock, cut at its except, as CIDRs
+    db_ranges = dict(by_pod[DB.name])
+    assert "10.0.0.0/8" not in " ".join(db_ranges)
+    assert db_ranges["11.0.0.0/8, 12.0.0.0/6, 16.0.0.0/4, 32.0.0.0/3, 64.0.0.0/2, 128.0.0.0/1"] == \
+        (("TCP", 443, 443), ("TCP", 5432, 5432))
+    assert db_ranges["0.0.0.0/5, 8.0.0.0/7"] == (("TCP", 443, 443), ("TCP", 5432, 5432))
+    assert by_pod[WEB.name] == ()  # not egress-isolated: reaches everything as "external"

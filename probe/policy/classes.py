@@ -14,6 +14,7 @@ check: give its strategies the new kind).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,9 @@ from ..pods import PodInfo
 from .evaluate import PolicyEngine
 from .matrix import BulkMatrix
 from .portset import PortSet, intersect, merge, segments
-from .rules import EGRESS, INGRESS, Endpoint, IPBlock, PolicyRules, Rule
+from .rules import EGRESS, INGRESS, Endpoint, IPBlock, IPNet, PolicyRules, Rule
+
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +136,74 @@ def egress_ip_blocks(engine: PolicyEngine, pod: PodInfo, space: PortSet) -> tupl
     return tuple(sorted(found.items()))
 
 
+def _egress_nets(engine: PolicyEngine) -> list[IPNet]:
+    """Every address range an egress rule of the tier model names (nets, notNets, ipBlock excepts)."""
+    nets: dict[IPNet, None] = {}
+    for _tier, pols in engine.ordered:
+        for pol in pols:
+            for rule in pol.egress:
+                for side in rule.dst:
+                    nets.update(dict.fromkeys((*side.nets, *side.not_nets)))
+    return list(nets)
+
+
+def _atoms(nets: Sequence[IPNet]) -> list[tuple[IPAddr, IPAddr]]:
+    """The address intervals no rule tells apart: cut at every range's first and past-last address,
+    kept where some range covers them (outside every range an address is just "external")."""
+    atoms: list[tuple[IPAddr, IPAddr]] = []
+    for version in (4, 6):
+        mine = [n for n in nets if n.version == version]
+        if not mine:
+            continue
+        top = (1 << (32 if version == 4 else 128)) - 1
+        cuts = sorted({int(n.network_address) for n in mine}
+                      | {int(n.broadcast_address) + 1 for n in mine if int(n.broadcast_address) < top})
+        bounds = [*cuts, top + 1]
+        make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        for lo, hi in itertools.pairwise(bounds):
+            first = make(lo)
+            if any(first in n for n in mine):
+                atoms.append((first, make(hi - 1)))
+    return atoms
+
+
+def tiered_ip_ranges(engine: PolicyEngine, reps: Sequence[PodInfo],
+                     space: PortSet) -> tuple[tuple[tuple[str, PortSet], ...], ...]:
+    """Per representative, the address ranges its egress reaches on which ports, by the tier model.
+
+    With Calico or admin policies a range one rule opens may be cut by another's Deny, Pass or
+    notNets, so the ranges as written would not be the answer. Every rule's range boundary cuts the
+    address space into intervals no rule tells apart; each interval is decided once at its first
+    address (an address outside the pod network), adjacent intervals with the same ports are
+    merged and shown as CIDRs. Pods whose egress the same policies decide share the work."""
+    atoms = _atoms(_egress_nets(engine))
+    if not atoms:
+        return tuple(() for _ in reps)
+    done: dict[tuple[object, ...], tuple[tuple[str, PortSet], ...]] = {}
+    out = []
+    for rep in reps:
+        applying = engine.applying_policies(rep, EGRESS)
+        # an egress rule's own source side may read the pod's labels: then the labels are in the key
+        reads_labels = any(rule.src for pol in applying for rule in pol.egress)
+        key = (tuple(p.key for p in applying), tuple(sorted(rep.labels.items())) if reads_labels else ())
+        if not applying:
+            done[key] = ()  # not egress-isolated: every address is reachable, shown as "external"
+        if key not in done:
+            decided = [(lo, hi, merge(seg for seg in space if engine.decide(
+                Endpoint(pod=rep), Endpoint(ip=str(lo)), seg[1], seg[0]).allowed)) for lo, hi in atoms]
+            ranges: list[tuple[IPAddr, IPAddr, PortSet]] = []
+            for lo, hi, ports in decided:
+                if ranges and ranges[-1][2] == ports and int(ranges[-1][1]) + 1 == int(lo) \
+                        and ranges[-1][0].version == lo.version:
+                    ranges[-1] = (ranges[-1][0], hi, ports)
+                else:
+                    ranges.append((lo, hi, ports))
+            done[key] = tuple((", ".join(str(n) for n in ipaddress.summarize_address_range(lo, hi)), ports)
+                              for lo, hi, ports in ranges if ports)
+        out.append(done[key])
+    return tuple(out)
+
+
 def class_connectivity(engine: PolicyEngine, ports: PortSet | None = None,
                        dns_pods: Sequence[PodInfo] = ()) -> ClassConnectivity:
     """Allowed connectivity between classes on `ports` (points), or on every port when None."""
@@ -170,6 +241,9 @@ def class_connectivity(engine: PolicyEngine, ports: PortSet | None = None,
                      for rep in reps)
     dns = tuple(merge((proto, 53, 53) for proto in ("UDP", "TCP")
                       if engine.dns_allowed(rep, dns_pods, proto).allowed) for rep in reps)
-    blocks = tuple(egress_ip_blocks(engine, rep, union) for rep in reps)
+    if engine.tiered:
+        blocks = tiered_ip_ranges(engine, reps, union)
+    else:
+        blocks = tuple(egress_ip_blocks(engine, rep, union) for rep in reps)
     return ClassConnectivity(classes=classes, space=union, pairs=pairs, external=external, dns=dns,
                              ip_blocks=blocks)

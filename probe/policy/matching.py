@@ -26,6 +26,12 @@ def selector_from(raw: Any, where: str) -> Selector:
         return Selector()
     if not isinstance(raw, dict):
         raise ManifestError(f"{where}: expected a label selector, got {type(raw).__name__}")
+    unknown = set(raw) - {"matchLabels", "matchExpressions"}
+    if unknown:
+        # `podSelector: {app: db}` (matchLabels forgotten): a server that drops unknown fields would
+        # store {} and select every pod; strict validation rejects it. Never guess: say so.
+        raise ManifestError(f"{where}: expected matchLabels and/or matchExpressions, got "
+                            f"{', '.join(sorted(map(str, unknown)))} (labels go under matchLabels)")
     labels = raw.get("matchLabels") or {}
     exprs = raw.get("matchExpressions") or []
     if not isinstance(labels, dict) or not isinstance(exprs, list):
