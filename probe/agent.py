@@ -721,8 +721,10 @@ def _connect(host: str, port: int, timeout: float) -> Step[Tuple[str, str, Optio
     sock.setblocking(False)
     deadline = time.monotonic() + timeout
     where = "[%s]:%d" % (host, port) if family == socket.AF_INET6 else "%s:%d" % (host, port)
-    address = (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
+    address: Tuple[Any, ...] = (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
     try:
+        if "%" in host:  # fe80::1%eth0: only getaddrinfo turns the scope into the scope id connect needs
+            address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)[0][4]
         if (yield from _connect_socket(sock, address, deadline)):
             return ALLOWED, "connected to %s" % where, sock
         sock.close()
