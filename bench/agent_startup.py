@@ -6,10 +6,11 @@ source in every pod. Each run here gets a fresh, empty PYTHONPYCACHEPREFIX, so n
 cached between runs either. The plan: one TCP check to a loopback listener, one to a closed
 port (both answer at once), so the figures are start-up and imports, not waiting.
 
-    python3 bench/agent_startup.py [--agent probe/agent.py] [--runs 5] [--no-site]
+    python3 bench/agent_startup.py [--agent probe/agent.py] [--runs 5] [--no-site] [--https]
 
 `--no-site` runs python3 -S: this machine's site-packages .pth files cost more than the
-agent itself; a probe image has none of them.
+agent itself; a probe image has none of them. `--https` adds an https check (to the closed
+port: refused at once), for which the agent imports ssl.
 """
 
 from __future__ import annotations
@@ -52,17 +53,21 @@ def main() -> None:
     parser.add_argument("--agent", type=Path, default=AGENT)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-site", action="store_true")
+    parser.add_argument("--https", action="store_true")
     args = parser.parse_args()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
-    plan = json.dumps({"version": 1, "timeout": 1, "checks": [
-        {"id": "open", "kind": "tcp", "host": "127.0.0.1", "port": listener.getsockname()[1]},
-        {"id": "closed", "kind": "tcp", "host": "127.0.0.1", "port": closed.getsockname()[1]}]})
+    checks = [{"id": "open", "kind": "tcp", "host": "127.0.0.1", "port": listener.getsockname()[1]},
+              {"id": "closed", "kind": "tcp", "host": "127.0.0.1", "port": closed.getsockname()[1]}]
+    if args.https:
+        checks.append({"id": "tls", "kind": "http", "url": f"https://127.0.0.1:{closed.getsockname()[1]}/"})
+    plan = json.dumps({"version": 1, "timeout": 1, "checks": checks})
     source = args.agent.read_text(encoding="utf-8")
-    print(f"agent: {args.agent}  runs: {args.runs}  site: {'off (-S)' if args.no_site else 'on'}")
+    print(f"agent: {args.agent}  runs: {args.runs}  site: {'off (-S)' if args.no_site else 'on'}"
+          f"  plan: 2 tcp checks{' + 1 https' if args.https else ''}")
     # The same interpreter running nothing: what any probe pod pays before the agent's first line.
     for label, code in (("python3 -c pass", "pass"), ("agent", source)):
         runs = [one_run(code, plan, args.no_site) for _ in range(args.runs)]

@@ -197,7 +197,7 @@ class Task:
 
 
 class Scheduler:
-    """Runs generator tasks until the first one returns: readiness from a selector, deadlines from a heap."""
+    """Runs generator tasks until the one given to `run` returns: readiness from a selector, deadlines from a heap."""
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
