@@ -4,7 +4,9 @@ Prints wall time, the ratio wall/timeout (target <= 1.5 on 2 cores) and the agen
 The drop is real: a listener whose accept queue is full makes the kernel drop new SYNs,
 so those connects time out exactly like a NetworkPolicy drop (no root needed).
 
-    python3 bench/agent_bench.py [--checks 500] [--timeout 1.0]
+    python3 bench/agent_bench.py [--checks 500] [--timeout 1.0] [--agent PATH]
+
+(`--agent` runs another copy, e.g. `git show main:probe/agent.py > /tmp/agent_old.py`, to compare.)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checks", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=1.0)
+    parser.add_argument("--agent", type=Path, default=AGENT)
     args = parser.parse_args()
     open_sock = socket.socket()
     open_sock.bind(("127.0.0.1", 0))
@@ -55,7 +58,7 @@ def main() -> None:
                for i in range(args.checks - half)]
     plan = json.dumps({"version": 1, "timeout": args.timeout, "checks": checks})
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, str(AGENT), *split_argument(plan)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(args.agent), *split_argument(plan)], capture_output=True, text=True,
                           env={"NETPROBE_TERMINATION_LOG": "/nonexistent"}, check=True)
     wall = time.monotonic() - started
     rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from agenthelp import AGENT, result, run_agent, verdicts
-from dnsfixture import Zone, dns_server
+from dnsfixture import Zone, answer, dns_server
 
 from probe import agent
 
@@ -105,6 +110,77 @@ def test_silent_nameserver_is_dns_timeout_within_the_timeout(tmp_path, loopback_
     assert wall < 3.0  # one shared lookup with a real deadline, not resolv.conf's 5 s x 2
 
 
+@contextmanager
+def udp_dns(address: str, reply: Callable[[socket.socket, bytes, tuple[str, int]], None]) -> Iterator[None]:
+    """A UDP-only DNS server on address:53 whose every query is answered by `reply`."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, 53))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(65536)
+            except OSError:
+                continue
+            reply(sock, data, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+
+
+def test_stray_and_late_answers_are_ignored_until_the_real_one(tmp_path, loopback_ip):
+    real, stray = Zone(records={"db.example": ["10.1.1.1"]}), Zone(records={"db.example": ["10.6.6.6"]})
+    other_ip = loopback_ip.rsplit(".", 1)[0] + ".1"  # another loopback address: not our nameserver
+
+    def reply(sock: socket.socket, query: bytes, peer: tuple[str, int]) -> None:
+        wrong = answer(stray, query, "udp")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as elsewhere:
+            elsewhere.bind((other_ip, 0))
+            elsewhere.sendto(wrong, peer)  # the right id, from an address we did not ask
+        sock.sendto(bytes([wrong[0] ^ 0xFF]) + wrong[1:], peer)  # a late answer to another query
+        time.sleep(0.2)
+        sock.sendto(answer(real, query, "udp"), peer)
+
+    conf = resolv(tmp_path, f"nameserver {loopback_ip}\n")
+    with udp_dns(loopback_ip, reply):
+        _, doc, _ = run_agent({"version": 1, "timeout": 2, "resolv_conf": conf, "checks": [
+            {"id": "d", "kind": "dns", "name": "db.example."}]})
+    assert doc is not None and verdicts(doc) == {"d": "allowed"}
+    assert result(doc, "d")["detail"] == "db.example -> 10.1.1.1"
+
+
+def test_a_silent_first_nameserver_is_retried_on_the_next(tmp_path, loopback_ip):
+    answering = loopback_ip.rsplit(".", 1)[0] + ".1"
+    zone = Zone(records={"db.example": ["10.1.1.1"]})
+    conf = resolv(tmp_path, f"nameserver {loopback_ip}\nnameserver {answering}\n")  # nobody on the first
+    with dns_server(answering, zone):
+        _, doc, _ = run_agent({"version": 1, "timeout": 1.5, "resolv_conf": conf, "checks": [
+            {"id": "d", "kind": "dns", "name": "db.example."}]})
+    assert doc is not None and verdicts(doc) == {"d": "allowed"}
+    # one retransmit interval (timeout / 3) went to the silent server first
+    assert result(doc, "d")["elapsed_ms"] >= 450
+
+
+def test_malformed_udp_answer_is_an_error(tmp_path, loopback_ip):
+    def reply(sock: socket.socket, query: bytes, peer: tuple[str, int]) -> None:
+        sock.sendto(query[:2] + b"\x81\x80\x00", peer)  # our id, a response, cut inside the header
+
+    conf = resolv(tmp_path, f"nameserver {loopback_ip}\n")
+    with udp_dns(loopback_ip, reply):
+        _, doc, _ = run_agent({"version": 1, "timeout": 1, "resolv_conf": conf, "checks": [
+            {"id": "d", "kind": "dns", "name": "db.example."}]})
+    assert doc is not None and verdicts(doc) == {"d": "error"}
+    assert "malformed answer (short DNS message (5 bytes))" in result(doc, "d")["detail"]
+
+
 def test_attempts_rerun_only_failed_checks(listener, closed_port):
     host, port = listener
     _, doc, _ = run_agent({"version": 1, "timeout": 1, "attempts": 3, "checks": [
@@ -130,6 +206,66 @@ def test_http_check_reports_status(tmp_path):
         server.server_close()
     assert doc is not None and verdicts(doc) == {"h": "allowed"}
     assert "HTTP 404" in result(doc, "h")["detail"]
+
+
+TEST_CERT = Path(__file__).resolve().parent / "data" / "selfsigned.pem"  # cert and key, valid until 2126
+
+
+@pytest.fixture
+def tls_server() -> Iterator[tuple[int, list[bytes]]]:
+    """A TLS server with a self-signed certificate answering each request with 204; yields (port, requests)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(TEST_CERT)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.1)
+    requests: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.settimeout(2)
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    requests.append(tls.recv(4096))
+                    tls.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+            except OSError:
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], requests
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def test_https_check_completes_the_handshake_without_trusting_the_certificate(tls_server):
+    port, requests = tls_server
+    _, doc, err = run_agent({"version": 1, "timeout": 2, "checks": [
+        {"id": "h", "kind": "http", "url": f"https://127.0.0.1:{port}/health"}]})
+    assert doc is not None, err
+    assert verdicts(doc) == {"h": "allowed"}
+    assert result(doc, "h")["detail"] == f"HTTP 204 from 127.0.0.1:{port}"
+    assert requests and requests[0].startswith(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n")
+
+
+def test_https_to_a_server_that_never_answers_the_handshake_times_out(listener):
+    host, port = listener  # the kernel accepts the connection; nobody ever reads the ClientHello
+    _, doc, _ = run_agent({"version": 1, "timeout": 0.5, "checks": [
+        {"id": "h", "kind": "http", "url": f"https://{host}:{port}/"},
+        {"id": "p", "kind": "http", "url": f"http://{host}:{port}/"}]})
+    assert doc is not None and verdicts(doc) == {"h": "allowed", "p": "allowed"}
+    for cid in ("h", "p"):
+        assert result(doc, cid)["detail"] == f"connected to {host}:{port}, but the HTTP exchange failed: timed out"
+        assert 450 <= result(doc, cid)["elapsed_ms"] < 1500
 
 
 def test_result_is_written_to_the_termination_log(tmp_path, listener):
