@@ -266,7 +266,7 @@ def test_a_service_without_ready_endpoints_is_not_probed_never_a_deny_match(clos
 
 
 def test_a_service_with_endpoints_proves_the_deny_and_says_how(closed_port):
-    svc, ep = _service(closed_port, ["10.0.9.9"])
+    svc, ep = _service(closed_port, ["127.0.0.2"])  # a loopback backend: never an address off this machine
     cluster = FakeCluster(pods=pods("api"), services=[svc], endpoints=[ep])
     result = Runner(cluster, _one_target_spec(closed_port, "deny"), FAST).run()
     db = result.cell("api", "db")
@@ -275,7 +275,7 @@ def test_a_service_with_endpoints_proves_the_deny_and_says_how(closed_port):
 
 
 def test_endpoints_forbidden_makes_service_denies_unproven_with_the_rbac_fix(closed_port):
-    svc, ep = _service(closed_port, ["10.0.9.9"])
+    svc, ep = _service(closed_port, ["127.0.0.2"])  # a loopback backend: never an address off this machine
     cluster = FakeCluster(pods=pods("api"), services=[svc], endpoints=[ep], forbidden={"endpoints"})
     result = Runner(cluster, _one_target_spec(closed_port, "deny"), FAST).run()
     assert result.cell("api", "db").match is None and result.exit_code == 3
@@ -398,7 +398,7 @@ def test_background_cleanup_still_deletes_before_an_interrupt_propagates(listene
 
 
 def test_endpoints_that_vanish_while_probing_make_the_deny_unproven(closed_port):
-    svc, ep = _service(closed_port, ["10.0.9.9"])
+    svc, ep = _service(closed_port, ["127.0.0.2"])  # a loopback backend: never an address off this machine
     cluster = FakeCluster(pods=pods("api"), services=[svc], endpoints=[ep])
     cluster.on_create = lambda index: cluster.endpoints.clear()  # scaled to zero mid-run
     result = Runner(cluster, _one_target_spec(closed_port, "deny"), FAST).run()
