@@ -12,11 +12,9 @@ import base64
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import yaml
@@ -25,22 +23,24 @@ from probe import report
 from probe.model import RunResult, Verdict
 from probe.report_html import MATRIX_LIMIT, mark, render_expect_html, render_html
 from probe.result import load_result, to_json
-from tests.htmlhelp import Page, big_result, chromium, headless, outline, sample_result
+from tests.htmlhelp import (
+    BROWSER,
+    ROOT,
+    Page,
+    active,
+    artifacts_dir,
+    big_result,
+    browser_session,
+    check_golden,
+    headless,
+    needs_browser,
+    outline,
+    panel_text,
+    png_size,
+    sample_result,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).parent / "golden"
 TUTORIAL = ROOT / "examples" / "tutorial"
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("NETPROBE_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.exists(), f"{path} missing: run with NETPROBE_UPDATE_GOLDEN=1 to create it, then review it"
-    expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"{path} differs: rerun with NETPROBE_UPDATE_GOLDEN=1 if the change is intended"
 
 
 def cell_td(page: Page, source: str, target: str, result: RunResult):
@@ -366,22 +366,8 @@ def test_ci_recipes_publish_the_html_report_as_an_artifact():
 
 # ------------------------------------------------------------------------ a real browser
 
-BROWSER = chromium()
-needs_browser = pytest.mark.skipif(BROWSER is None, reason="no chromium installed (apt-get install -y chromium; "
-                                                           ".ci/run installs it)")
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    out = Path(os.environ.get("NETPROBE_ARTIFACTS", ROOT / "out" / "artifacts"))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", head[16:24])
+artifacts = pytest.fixture(scope="module", name="artifacts")(artifacts_dir)
+browser = pytest.fixture(scope="module", name="browser")(browser_session)
 
 
 @needs_browser
@@ -454,27 +440,6 @@ def test_chromium_renders_the_grouped_view_and_fifty_by_fifty(tmp_path, artifact
         assert png_size(shot) == (1400, 1000)
         with capsys.disabled():
             print(f"\n  screenshot artifact: {shot}")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from tests.cdp import Browser
-
-    if BROWSER is None:
-        pytest.skip("no chromium installed (apt-get install -y chromium; .ci/run installs it)")
-    b = Browser(BROWSER, size=(1300, 1000))
-    yield b
-    b.close()
-
-
-def active(browser) -> str:
-    return browser.js("(function(){var a=document.activeElement;return a.tagName+' '+(a.getAttribute('data-c')||'')"
-                      "+(a.getAttribute('data-g')||'')+' '+(a.id||'');})()")
-
-
-def panel_text(browser) -> str:
-    return browser.js("(function(){var p=document.getElementById('np-detail');"
-                      "return p.classList.contains('open') ? p.innerText : '';})()")
 
 
 def test_browser_keyboard_one_tab_stop_arrows_move_and_show_the_detail(browser, tmp_path):

@@ -20,5 +20,6 @@ renders to the same bytes (the golden tests rely on it).
 from .expect_view import render_expect_html
 from .page import MATRIX_LIMIT
 from .run_view import mark, render_html
+from .workload_view import render_workload_html
 
-__all__ = ["MATRIX_LIMIT", "mark", "render_expect_html", "render_html"]
+__all__ = ["MATRIX_LIMIT", "mark", "render_expect_html", "render_html", "render_workload_html"]

@@ -75,6 +75,14 @@ def beside_detail(*parts: str) -> str:
     return f"<div class=\"mwrap\"><div class=\"col\">{''.join(parts)}</div>{_DETAIL_PANEL}</div>{_HINT}"
 
 
+def legend(items: Sequence[tuple[str, str, str]], *notes: str) -> str:
+    """What the cells' colours and symbols mean: (cell classes, symbol, words) a sample cell each, then notes."""
+    return ("<ul class=\"legend\" aria-label=\"legend\">"
+            + "".join(f"<li><span class=\"c {c}\" aria-hidden=\"true\">{m}</span> {escape(w)}</li>"
+                      for c, m, w in items)
+            + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
+
+
 # ------------------------------------------------------------------------ matrix tables
 
 EMPTY_CELL = "<td class=\"c empty\" aria-label=\"no cell\">-</td>"

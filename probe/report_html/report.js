@@ -98,6 +98,21 @@
     box.appendChild(dl);
     return box;
   }
+  // A workload cell: its words (w) and (term, words) pairs (dl, flat) as string-table indexes; words
+  // may be a list of pieces (cut around the pod names they hold, so the rest is stored once).
+  function words(v) { return Array.isArray(v) ? v.map(str).join("") : str(v); }
+  function workloadDetail(c) {
+    var box = el("div");
+    box.appendChild(el("h3", data.sources[c.s] + " \u2192 " + data.targets[c.t] + ": " + str(c.w)));
+    var dl = el("dl", null, "d");
+    for (var k = 0; k + 1 < (c.dl || []).length; k += 2) { pair(dl, str(c.dl[k]), words(c.dl[k + 1])); }
+    box.appendChild(dl);
+    return box;
+  }
+  function groupLine(c) {
+    if (data.kind === "workloads") { return str(c.w); }
+    return stateWords[str(c.st)] + " \u2014 " + (str(c.r) || str(c.d) || str(c.o));
+  }
   function groupDetail(td) {
     var box = el("div");
     var g = data.groups[td.getAttribute("data-g")];
@@ -106,10 +121,11 @@
     var ul = el("ul");
     g.forEach(function (i) {
       var c = data.cells[i];
-      ul.appendChild(el("li", data.sources[c.s] + " \u2192 " + data.targets[c.t] + ": " +
-                        stateWords[str(c.st)] + " \u2014 " + (str(c.r) || str(c.d) || str(c.o))));
+      ul.appendChild(el("li", data.sources[c.s] + " \u2192 " + data.targets[c.t] + ": " + groupLine(c)));
     });
-    if (!g.length) { ul.appendChild(el("li", "every cell of this group matches")); }
+    var more = (data.more || {})[td.getAttribute("data-g")];
+    if (more) { ul.appendChild(el("li", "\u2026 and " + more + " more (" + data.moreHint + ")")); }
+    if (!g.length) { ul.appendChild(el("li", data.groupNone || "every cell of this group matches")); }
     box.appendChild(ul);
     return box;
   }
@@ -127,7 +143,8 @@
     if (td.hasAttribute("data-g")) { box = groupDetail(td); }
     else {
       var c = data.cells[+td.getAttribute("data-c")];
-      box = data.kind === "expect" ? expectDetail(c) : runDetail(c);
+      // the cells of an expect matrix (also the --spec section under the workload matrix) name their ends
+      box = c.src !== undefined ? expectDetail(c) : data.kind === "workloads" ? workloadDetail(c) : runDetail(c);
     }
     panel.appendChild(box);
     panel.classList.add("open");

@@ -24,6 +24,7 @@ from .page import (
     group_row_head,
     groups,
     is_tall,
+    legend,
     page_html,
     row_head,
     table_head,
@@ -311,11 +312,8 @@ def _legend() -> str:
              ("f-denied s-mismatch", "✗‼", "‼ differs from the expectation"),
              ("f-connected", "✓~", "~ unstable between rounds"),
              ("f-denied drift", "✗Δ", "Δ changed since the baseline")]
-    return ("<ul class=\"legend\" aria-label=\"legend\">"
-            + "".join(f"<li><span class=\"c {c}\" aria-hidden=\"true\">{m}</span> {escape(w)}</li>"
-                      for c, m, w in items)
-            + "<li>a matching deny is proven by: blocked = dropped, refused/unreachable = rejected, "
-              "dns-timeout = not resolvable (the port was not tested)</li></ul>")
+    return legend(items, "a matching deny is proven by: blocked = dropped, refused/unreachable = rejected, "
+                         "dns-timeout = not resolvable (the port was not tested)")
 
 
 def _matrix(result: RunResult, index: Mapping[tuple[str, str], int],
