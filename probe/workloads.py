@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from .analysis import World
 from .pods import PodInfo
 from .policy.classes import class_connectivity
-from .policy.portset import PortSet, describe, subtract
+from .policy.portset import ALL_PORTS, PortSet, describe, merge, subtract
 from .policy.rules import Endpoint, IPNet
 
 DNS_DESTINATION, EXTERNAL_DESTINATION = "DNS", "external"
@@ -171,32 +171,42 @@ class WorkloadExplainer:
 
     def dns(self, i: int) -> list[tuple[str, str]]:
         """Workload i → the cluster DNS, on UDP and on TCP 53."""
-        out = []
+        found = []
         for proto in ("UDP", "TCP"):
             d = self._engine.dns_allowed(self._pods[i], self._dns_pods, proto)
-            out.append((f"why {'' if d.allowed else 'not '}{proto} 53", d.reason))
-        return out
+            found.append((d.allowed, d.reason, (proto, 53, 53)))
+        return _terms(found)
 
     def _why(self, allowed: PortSet, preferred: Sequence[tuple[str, int]],
              decide: Callable[[int, str], tuple[bool, str]]) -> tuple[list[tuple[str, str]], tuple[str, int]]:
-        """(term, words) for the allowed ranges and the denied rest, and the port to check first (the
-        first allowed one, else the denied one explained)."""
-        out = []
-        for proto, lo, hi in allowed[:EXPLAINED_RANGES]:
-            ok, words = decide(lo, proto)
-            out.append((f"why {'' if ok else 'not '}{describe(((proto, lo, hi),))}", words))
+        """(term, words) for the allowed ranges and the denied rest, and the port a reader would check
+        first (a preferred one where it can, among the allowed ports when there are any)."""
+
+        def example(ports: PortSet) -> tuple[str, int]:
+            return next(((proto, port) for proto, port in preferred if _holds(ports, proto, port)),
+                        (ports[0][0], ports[0][1]))
+
+        out = _terms([(*decide(lo, proto), (proto, lo, hi)) for proto, lo, hi in allowed[:EXPLAINED_RANGES]])
         if len(allowed) > EXPLAINED_RANGES:
             out.append(("why the others", f"{len(allowed) - EXPLAINED_RANGES} more allowed port ranges: netprobe "
                                            "explain names the rule of each port"))
         denied = subtract(self._view.ports, allowed)
-        witness = (allowed[0][0], allowed[0][1]) if allowed else ("TCP", 1)
         if denied:
-            proto, port = next(((proto, port) for proto, port in preferred if _holds(denied, proto, port)),
-                               (denied[0][0], denied[0][1]))
-            ok, words = decide(port, proto)
-            out.append((f"why {'' if ok else 'not '}{proto} {port}", words))
-            witness = witness if allowed else (proto, port)
-        return out, witness
+            proto, port = example(denied)
+            out += _terms([(*decide(port, proto), (proto, port, port))])
+        return out, example(allowed or denied)
+
+
+def _terms(decisions: Sequence[tuple[bool, str, tuple[str, int, int]]]) -> list[tuple[str, str]]:
+    """`why PORTS` / `why not PORTS` and the words; ranges decided alike in the same words are one term."""
+    merged: list[tuple[bool, list[tuple[str, int, int]], str]] = []
+    for ok, words, ports in decisions:
+        if merged and merged[-1][0] == ok and merged[-1][2] == words:
+            merged[-1][1].append(ports)
+        else:
+            merged.append((ok, [ports], words))
+    return [(f"why {'' if ok else 'not '}{'every port' if (m := merge(r)) == ALL_PORTS else describe(m)}", words)
+            for ok, r, words in merged]
 
 
 def _holds(ports: PortSet, proto: str, port: int) -> bool:

@@ -109,7 +109,7 @@ class Page(HTMLParser):
 
     def data(self) -> dict:
         """The embedded JSON the page's script reads; run cells decoded from their lists as the script
-        does, and string-table references resolved."""
+        does, and string-table references resolved (workload cells: `w` words, `dl` (term, words) pairs)."""
         (raw,) = [text for attrs, text in self.scripts if attrs.get("id") == "np-data"]
         data = json.loads(raw)
         if "fields" in data:
@@ -135,6 +135,17 @@ class Page(HTMLParser):
                                 for v, i, p, ip, d, pr in c["sub"]]
                 cells.append(c)
             data["cells"] = cells
+        if data.get("kind") == "workloads":
+            strings = data["strings"]
+
+            def words(v: int | list[int]) -> str:
+                return "".join(strings[i] for i in v) if isinstance(v, list) else strings[v]
+
+            for c in data["cells"]:
+                if "w" in c:  # a workload cell (the --spec section's cells are plain)
+                    c["w"] = strings[c["w"]]
+                    dl = c.get("dl", [])
+                    c["dl"] = [(strings[dl[k]], words(dl[k + 1])) for k in range(0, len(dl), 2)]
         return data
 
 
@@ -324,6 +335,25 @@ def panel_text(browser) -> str:
     """What the open detail panel shows ('' when closed)."""
     return browser.js("(function(){var p=document.getElementById('np-detail');"
                       "return p.classList.contains('open') ? p.innerText : '';})()")
+
+
+def shown_rows(browser) -> list[str]:
+    """The matrix rows the filters leave visible, by name."""
+    return browser.js("Array.prototype.filter.call(document.querySelectorAll('#np-matrix tbody tr'), "
+                      "function(r){return !r.classList.contains('hide')}).map(function(r){return r.dataset.name})")
+
+
+def choose_namespace(browser, namespace: str) -> None:
+    """Pick a namespace in the filter ('' = all), as a change event of the select."""
+    browser.js(f"var s=document.getElementById('np-namespace'); s.value={json.dumps(namespace)}; "
+               "s.dispatchEvent(new Event('change'))")
+
+
+def type_into_source(browser, text: str) -> None:
+    """Click the source filter and type into it, key by key."""
+    browser.click("#np-source")
+    for ch in text:
+        browser.call("Input.insertText", session=True, text=ch)
 
 
 def headless(browser: str, url: str, *, dump_dom: bool = False, screenshot: Path | None = None,

@@ -125,7 +125,7 @@ def _interned(text: str, names: Sequence[str], strings: Strings) -> int | list[i
     for name in names:
         parts = [piece for part in parts for k, cut in enumerate(part.split(name))
                  for piece in ((name, cut) if k else (cut,))]
-    refs = [strings(part) for part in parts if part]
+    refs = [strings(part) for part in parts if part] or [strings("")]
     return refs[0] if len(refs) == 1 else refs
 
 
