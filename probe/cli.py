@@ -351,7 +351,9 @@ def expect(
     port: Annotated[list[int] | None, typer.Option(
         "--port", help="Only these ports (repeatable). Default: every port (with --pods: 80).")] = None,
     protocol: Annotated[list[str] | None, typer.Option("--protocol", help="TCP (default), UDP or SCTP.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table | json | connlist | html")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table | json | connlist | html (one "
+                                                                "self-contained page: the matrix, each cell's "
+                                                                "rules)")] = "table",
     pods: Annotated[bool, typer.Option("--pods", help="The pod x pod matrix (version 1 JSON) instead of "
                                                       "workloads.")] = False,
     diff: Annotated[list[Path] | None, typer.Option(
@@ -368,6 +370,7 @@ def expect(
     Examples:
       netprobe expect -f examples/shop/
       netprobe expect -f k8s/ -o connlist
+      netprobe expect -f k8s/ -o html > expect.html    # the workload matrix, each cell's rules
       netprobe expect -f pr/k8s/ --diff main/k8s/     # what does this PR open?
       netprobe expect -f examples/shop/ --pods --port 5432 -o json
       netprobe expect -f k8s/ --pods --spec expect.yaml -o html > expect.html
@@ -379,8 +382,8 @@ def expect(
 
     if output not in ("table", "json", "connlist", "html"):
         raise typer.BadParameter(f"expected table, json, connlist or html, got {output!r}", param_hint="--output")
-    if output == "html" and not pods:
-        raise typer.BadParameter("html renders the pod matrix: add --pods", param_hint="--output")
+    if output == "html" and diff:
+        raise typer.BadParameter("--diff prints +/- connection lines (table, connlist) or json", param_hint="--output")
     if pods and (output == "connlist" or diff):
         raise typer.BadParameter("--pods prints the pod matrix as table or json; connlist and --diff are "
                                  "per workload", param_hint="--pods")
@@ -413,6 +416,12 @@ def expect(
             typer.echo(f"warning: {w}", err=True)
     if output == "json":
         _write(workload_json(view, section))
+    elif output == "html":
+        from .report_html import render_workload_html
+        from .workloads import WorkloadExplainer
+
+        warnings = world.all_warnings() if section is None else []  # a spec section carries them already
+        _write([render_workload_html(view, WorkloadExplainer(world, view), section, warnings)])
     elif output == "connlist":
         _write([render_connlist(view)])
     else:

@@ -78,7 +78,8 @@ def _dns_cell(ports: PortSet) -> str:
     return "✓" if protos == {"UDP", "TCP"} else "UDP only" if protos == {"UDP"} else "TCP only" if protos else "✗"
 
 
-def _summary_line(view: WorkloadView) -> str:
+def summary_line(view: WorkloadView) -> str:
+    """`6 pods in 6 workloads (6 equivalence classes), 3 namespace(s); 14 allowed workload pairs on every port`."""
     namespaces = len({w.namespace for w in view.workloads})
     return (f"{view.pod_count:,} pods in {len(view.workloads):,} workloads ({view.classes:,} equivalence "
             f"classes), {namespaces:,} namespace(s); {len(view.connections):,} allowed workload pairs on "
@@ -87,7 +88,7 @@ def _summary_line(view: WorkloadView) -> str:
 
 def render_workload_table(view: WorkloadView, spec_section: Mapping[str, Any] | None = None) -> str:
     """A grid up to GRID_MAX workloads, else a namespace summary and the cross-namespace pairs; bounded width."""
-    out = [_summary_line(view) + ".", ""]
+    out = [summary_line(view) + ".", ""]
     ws = view.workloads
     if len(ws) <= GRID_MAX:
         pairs = {(i, j): p for i, j, p in view.connections}

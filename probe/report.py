@@ -1,4 +1,4 @@
-"""Render a RunResult as table, json, junit or markdown (html: probe/report_html.py).
+"""Render a RunResult as table, json, junit or markdown (html: probe/report_html/).
 
 Renderers are pure functions from a RunResult to text; the JSON document itself (versioned,
 and read back by `netprobe report` and `--baseline`) is probe/result.py.

@@ -10,14 +10,14 @@ several classes (a canary's extra label, replicas on both sides of an ipBlock) i
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .analysis import World
 from .pods import PodInfo
 from .policy.classes import class_connectivity
-from .policy.portset import PortSet, subtract
-from .policy.rules import IPNet
+from .policy.portset import ALL_PORTS, PortSet, describe, merge, subtract
+from .policy.rules import Endpoint, IPNet
 
 DNS_DESTINATION, EXTERNAL_DESTINATION = "DNS", "external"
 
@@ -115,6 +115,102 @@ def workload_view(world: World, ports: PortSet | None = None) -> WorkloadView:
     connections.sort(key=lambda t: (t[0], t[1]))
     return WorkloadView(ports=conn.space, workloads=tuple(w for _, _, w in rows), connections=tuple(connections),
                         classes=len(conn.classes.representatives), warnings=tuple(warnings))
+
+
+# How many allowed port ranges of one cell get their rule named (the rest: `netprobe explain`).
+EXPLAINED_RANGES = 4
+# Ports a denial is explained on when the target declares none that is denied: what readers try first.
+_COMMON_PORTS = (("TCP", 443), ("TCP", 80))
+
+
+class WorkloadExplainer:
+    """Why a cell of a WorkloadView is what it is, in (term, words) pairs: the rule that allows each
+    allowed port range (decided at its first port: `why TCP 5432`) and, for the ports it denies, the
+    policy that isolates them (decided at one of them: `why not TCP 80` — a port the target declares
+    when there is one, else 443 or 80, else the first).
+
+    Every pod of a workload is alike to every policy (one equivalence class), so one pod of each
+    stands for all of them; the words are the engine's decisions, as `netprobe explain` prints them,
+    and each term says what that decision was (a `why not` inside the allowed ports would be a bug).
+    """
+
+    def __init__(self, world: World, view: WorkloadView) -> None:
+        pods = _with_network(world.pods)
+        self._engine = replace(world, pods=tuple(pods)).engine()
+        by_key = {p.key: p for p in pods}
+        self._pods = [by_key[f"{w.namespace}/{w.pods[0]}"] for w in view.workloads]
+        self._dns_pods = [p for p in pods if p.namespace == "kube-system" and p.labels.get("k8s-app") == "kube-dns"]
+        self._view = view
+        self._pairs = {(i, j): ports for i, j, ports in view.connections}
+
+    def pod_of(self, i: int) -> str:
+        """`namespace/name` of the pod that stands for workload i in the decisions (they name it)."""
+        return self._pods[i].key
+
+    def pair(self, i: int, j: int) -> list[tuple[str, str]]:
+        """Workload i → workload j: each allowed range's rules, the denied rest's isolation, the command."""
+        src, dst = self._pods[i], self._pods[j]
+        preferred = (*((p.protocol, p.port) for p in dst.ports), *_COMMON_PORTS)
+
+        def decide(port: int, proto: str) -> tuple[bool, str]:
+            d = self._engine.decide(Endpoint(pod=src), Endpoint(pod=dst), port, proto)
+            return d.allowed, d.reason
+
+        out, (proto, port) = self._why(self._pairs.get((i, j), ()), preferred, decide)
+        return [*out, ("explain", f"netprobe explain {src.key} {dst.key} --port {port} --protocol {proto}")]
+
+    def external(self, i: int) -> list[tuple[str, str]]:
+        """Workload i → an address outside the cluster that no policy names: only egress decides."""
+        src = self._pods[i]
+
+        def decide(port: int, proto: str) -> tuple[bool, str]:
+            d = self._engine.decide(Endpoint(pod=src), Endpoint(ip=""), port, proto)
+            return d.allowed, d.egress.reason
+
+        return self._why(self._view.workloads[i].external, _COMMON_PORTS, decide)[0]
+
+    def dns(self, i: int) -> list[tuple[str, str]]:
+        """Workload i → the cluster DNS, on UDP and on TCP 53."""
+        found = []
+        for proto in ("UDP", "TCP"):
+            d = self._engine.dns_allowed(self._pods[i], self._dns_pods, proto)
+            found.append((d.allowed, d.reason, (proto, 53, 53)))
+        return _terms(found)
+
+    def _why(self, allowed: PortSet, preferred: Sequence[tuple[str, int]],
+             decide: Callable[[int, str], tuple[bool, str]]) -> tuple[list[tuple[str, str]], tuple[str, int]]:
+        """(term, words) for the allowed ranges and the denied rest, and the port a reader would check
+        first (a preferred one where it can, among the allowed ports when there are any)."""
+
+        def example(ports: PortSet) -> tuple[str, int]:
+            return next(((proto, port) for proto, port in preferred if _holds(ports, proto, port)),
+                        (ports[0][0], ports[0][1]))
+
+        out = _terms([(*decide(lo, proto), (proto, lo, hi)) for proto, lo, hi in allowed[:EXPLAINED_RANGES]])
+        if len(allowed) > EXPLAINED_RANGES:
+            out.append(("why the others", f"{len(allowed) - EXPLAINED_RANGES} more allowed port ranges: netprobe "
+                                           "explain names the rule of each port"))
+        denied = subtract(self._view.ports, allowed)
+        if denied:
+            proto, port = example(denied)
+            out += _terms([(*decide(port, proto), (proto, port, port))])
+        return out, example(allowed or denied)
+
+
+def _terms(decisions: Sequence[tuple[bool, str, tuple[str, int, int]]]) -> list[tuple[str, str]]:
+    """`why PORTS` / `why not PORTS` and the words; ranges decided alike in the same words are one term."""
+    merged: list[tuple[bool, list[tuple[str, int, int]], str]] = []
+    for ok, words, ports in decisions:
+        if merged and merged[-1][0] == ok and merged[-1][2] == words:
+            merged[-1][1].append(ports)
+        else:
+            merged.append((ok, [ports], words))
+    return [(f"why {'' if ok else 'not '}{'every port' if (m := merge(r)) == ALL_PORTS else describe(m)}", words)
+            for ok, r, words in merged]
+
+
+def _holds(ports: PortSet, proto: str, port: int) -> bool:
+    return any(p == proto and lo <= port <= hi for p, lo, hi in ports)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

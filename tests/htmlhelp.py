@@ -5,15 +5,33 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+
+import pytest
 
 from probe.diff import judge
 from probe.model import Cell, Expectation, Proof, RunResult, SubResult, Target, TargetKind, Verdict
 
 A, D = Expectation.ALLOW, Expectation.DENY
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def check_golden(name: str, text: str) -> None:
+    """`text` equals tests/golden/NAME; NETPROBE_UPDATE_GOLDEN=1 rewrites it instead (review the diff)."""
+    path = GOLDEN / name
+    if os.environ.get("NETPROBE_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.exists(), f"{path} missing: run with NETPROBE_UPDATE_GOLDEN=1 to create it, then review it"
+    expected = path.read_text(encoding="utf-8")
+    assert text == expected, f"{path} differs: rerun with NETPROBE_UPDATE_GOLDEN=1 if the change is intended"
 
 
 class Node:
@@ -91,7 +109,7 @@ class Page(HTMLParser):
 
     def data(self) -> dict:
         """The embedded JSON the page's script reads; run cells decoded from their lists as the script
-        does, and string-table references resolved."""
+        does, and string-table references resolved (workload cells: `w` words, `dl` (term, words) pairs)."""
         (raw,) = [text for attrs, text in self.scripts if attrs.get("id") == "np-data"]
         data = json.loads(raw)
         if "fields" in data:
@@ -117,6 +135,17 @@ class Page(HTMLParser):
                                 for v, i, p, ip, d, pr in c["sub"]]
                 cells.append(c)
             data["cells"] = cells
+        if data.get("kind") == "workloads":
+            strings = data["strings"]
+
+            def words(v: int | list[int]) -> str:
+                return "".join(strings[i] for i in v) if isinstance(v, list) else strings[v]
+
+            for c in data["cells"]:
+                if "w" in c:  # a workload cell (the --spec section's cells are plain)
+                    c["w"] = strings[c["w"]]
+                    dl = c.get("dl", [])
+                    c["dl"] = [(strings[dl[k]], words(dl[k + 1])) for k in range(0, len(dl), 2)]
         return data
 
 
@@ -267,6 +296,66 @@ def chromium() -> str | None:
     return None
 
 
+BROWSER = chromium()
+NO_BROWSER = "no chromium installed (apt-get install -y chromium; .ci/run installs it)"
+needs_browser = pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
+
+
+def artifacts_dir() -> Path:
+    """Where the browser tests keep their screenshots and PDFs (NETPROBE_ARTIFACTS, else out/artifacts)."""
+    out = Path(os.environ.get("NETPROBE_ARTIFACTS", ROOT / "out" / "artifacts"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def browser_session() -> Iterator:
+    """One headless chromium driven over the DevTools pipe (a module fixture: `pytest.fixture(...)(this)`)."""
+    from tests.cdp import Browser
+
+    if BROWSER is None:
+        pytest.skip(NO_BROWSER)
+    b = Browser(BROWSER, size=(1300, 1000))
+    yield b
+    b.close()
+
+
+def active(browser) -> str:
+    """The focused element: tag, data-c / data-g, id."""
+    return browser.js("(function(){var a=document.activeElement;return a.tagName+' '+(a.getAttribute('data-c')||'')"
+                      "+(a.getAttribute('data-g')||'')+' '+(a.id||'');})()")
+
+
+def panel_text(browser) -> str:
+    """What the open detail panel shows ('' when closed)."""
+    return browser.js("(function(){var p=document.getElementById('np-detail');"
+                      "return p.classList.contains('open') ? p.innerText : '';})()")
+
+
+def shown_rows(browser) -> list[str]:
+    """The matrix rows the filters leave visible, by name."""
+    return browser.js("Array.prototype.filter.call(document.querySelectorAll('#np-matrix tbody tr'), "
+                      "function(r){return !r.classList.contains('hide')}).map(function(r){return r.dataset.name})")
+
+
+def choose_namespace(browser, namespace: str) -> None:
+    """Pick a namespace in the filter ('' = all), as a change event of the select."""
+    browser.js(f"var s=document.getElementById('np-namespace'); s.value={json.dumps(namespace)}; "
+               "s.dispatchEvent(new Event('change'))")
+
+
+def type_into_source(browser, text: str) -> None:
+    """Click the source filter and type into it, key by key."""
+    browser.click("#np-source")
+    for ch in text:
+        browser.call("Input.insertText", session=True, text=ch)
+
+
 def headless(browser: str, url: str, *, dump_dom: bool = False, screenshot: Path | None = None,
              size: tuple[int, int] = (1280, 900), budget_ms: int = 5000) -> str:
     """Load `url` in headless chromium with every network path closed; the DOM after scripts ran."""
@@ -285,3 +374,46 @@ def headless(browser: str, url: str, *, dump_dom: bool = False, screenshot: Path
                               env={**os.environ, "HOME": profile})
         assert proc.returncode == 0, proc.stderr[-2000:]
         return proc.stdout
+
+
+# ------------------------------------------------------------------------ manifests for the workload view
+
+
+def team_manifests(namespaces: int, per_namespace: int) -> dict:
+    """A `List` of team namespaces, each with `per_namespace` Deployments in three tiers (web → api
+    :8080 → db :5432), default deny both ways plus DNS; team0's api also takes every namespace's web."""
+    tiers = ("web", "api", "db")
+    docs: list[dict] = []
+
+    def policy(ns: str, name: str, spec: dict) -> None:
+        docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": name, "namespace": ns}, "spec": spec})
+
+    def tier(name: str) -> dict:
+        return {"podSelector": {"matchLabels": {"tier": name}}}
+
+    for n in range(namespaces):
+        ns = f"team{n}"
+        docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        for w in range(per_namespace):
+            t = tiers[w % 3]
+            port = {"web": 80, "api": 8080, "db": 5432}[t]
+            docs.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                         "metadata": {"name": f"{t}-{w:02d}", "namespace": ns},
+                         "spec": {"replicas": 2, "template": {
+                             "metadata": {"labels": {"app": f"{t}-{w:02d}", "tier": t}},
+                             "spec": {"containers": [{"name": "c", "ports": [{"containerPort": port}]}]}}}})
+        policy(ns, "default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+        policy(ns, "dns", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
+            "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]})
+        policy(ns, "web-to-api", {**tier("web"), "policyTypes": ["Egress"], "egress": [
+            {"to": [tier("api"), {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team0"}},
+                                  **tier("api")}], "ports": [{"port": 8080}]}]})
+        peers = [tier("web")] + ([{"namespaceSelector": {}, **tier("web")}] if n == 0 else [])
+        policy(ns, "api", {**tier("api"), "policyTypes": ["Ingress", "Egress"],
+                           "ingress": [{"from": peers, "ports": [{"port": 8080}]}],
+                           "egress": [{"to": [tier("db")], "ports": [{"port": 5432}]}]})
+        policy(ns, "db", {**tier("db"), "policyTypes": ["Ingress"],
+                          "ingress": [{"from": [tier("api")], "ports": [{"port": 5432}]}]})
+    return {"apiVersion": "v1", "kind": "List", "items": docs}

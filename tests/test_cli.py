@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from test_diff_report import result_with_every_verdict
 from probe import __version__
 from probe.cli import app
 from probe.report import render
+from tests.htmlhelp import Page
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "examples" / "tutorial" / "expect.yaml"
@@ -93,6 +95,31 @@ def test_run_with_bad_kubeconfig_exits_2(tmp_path):
 def test_run_rejects_a_bad_report_flag():
     proc = netprobe("run", "-f", str(TUTORIAL), "--report", "junit")
     assert proc.returncode == 2 and "expected FORMAT=PATH" in proc.stderr
+
+
+def test_expect_writes_the_workload_matrix_as_one_self_contained_page_without_pods(tmp_path):
+    out = tmp_path / "expect.html"
+    with out.open("w", encoding="utf-8") as f:
+        proc = subprocess.run([sys.executable, "-m", "probe", "expect", "-f", "examples/shop/", "-o", "html"],
+                              stdout=f, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    html = out.read_text(encoding="utf-8")
+    page = Page(html)  # well formed: every element closed in order
+    assert page.root.one("h1").text == "netprobe expect: connectivity per workload"
+    rows = [tr.attrs["data-name"] for tr in page.root.one("table", id="np-matrix").find_all("tr")
+            if "data-name" in tr.attrs]
+    assert rows[:3] == ["kube-system/coredns[Deployment]", "monitoring/prometheus[Deployment]", "shop/api[Deployment]"]
+    # self-contained: no reference to anything outside the file, and a policy that would block one
+    assert not re.search(r"https?://", html), re.search(r".{40}https?://.{40}", html)
+    assert not re.search(r"<(link|img|iframe|object|embed)\b", html)
+    assert all(not attrs.get("src") for attrs, _ in page.scripts) and len(page.scripts) == 2
+    (csp,) = [m.attrs["content"] for m in page.root.find_all("meta") if m.attrs.get("http-equiv")]
+    assert csp.startswith("default-src 'none'")
+    # the pod view keeps its page too, and --diff has no page: a usage error, not a traceback
+    pods = netprobe("expect", "-f", "examples/shop/", "--pods", "-o", "html")
+    assert pods.returncode == 0 and Page(pods.stdout).root.one("h1").text == "netprobe expect: computed connectivity"
+    diff = netprobe("expect", "-f", "examples/shop/", "--diff", "examples/shop-pr/", "-o", "html")
+    assert diff.returncode == 2 and "--diff prints" in diff.stderr and "Traceback" not in diff.stderr
 
 
 def test_every_command_has_help_and_is_in_the_readme():

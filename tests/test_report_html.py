@@ -12,11 +12,9 @@ import base64
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import yaml
@@ -25,22 +23,27 @@ from probe import report
 from probe.model import RunResult, Verdict
 from probe.report_html import MATRIX_LIMIT, mark, render_expect_html, render_html
 from probe.result import load_result, to_json
-from tests.htmlhelp import Page, big_result, chromium, headless, outline, sample_result
+from tests.htmlhelp import (
+    BROWSER,
+    ROOT,
+    Page,
+    active,
+    artifacts_dir,
+    big_result,
+    browser_session,
+    check_golden,
+    choose_namespace,
+    headless,
+    needs_browser,
+    outline,
+    panel_text,
+    png_size,
+    sample_result,
+    shown_rows,
+    type_into_source,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).parent / "golden"
 TUTORIAL = ROOT / "examples" / "tutorial"
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("NETPROBE_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.exists(), f"{path} missing: run with NETPROBE_UPDATE_GOLDEN=1 to create it, then review it"
-    expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"{path} differs: rerun with NETPROBE_UPDATE_GOLDEN=1 if the change is intended"
 
 
 def cell_td(page: Page, source: str, target: str, result: RunResult):
@@ -366,22 +369,8 @@ def test_ci_recipes_publish_the_html_report_as_an_artifact():
 
 # ------------------------------------------------------------------------ a real browser
 
-BROWSER = chromium()
-needs_browser = pytest.mark.skipif(BROWSER is None, reason="no chromium installed (apt-get install -y chromium; "
-                                                           ".ci/run installs it)")
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    out = Path(os.environ.get("NETPROBE_ARTIFACTS", ROOT / "out" / "artifacts"))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", head[16:24])
+artifacts = pytest.fixture(scope="module", name="artifacts")(artifacts_dir)
+browser = pytest.fixture(scope="module", name="browser")(browser_session)
 
 
 @needs_browser
@@ -456,27 +445,6 @@ def test_chromium_renders_the_grouped_view_and_fifty_by_fifty(tmp_path, artifact
             print(f"\n  screenshot artifact: {shot}")
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from tests.cdp import Browser
-
-    if BROWSER is None:
-        pytest.skip("no chromium installed (apt-get install -y chromium; .ci/run installs it)")
-    b = Browser(BROWSER, size=(1300, 1000))
-    yield b
-    b.close()
-
-
-def active(browser) -> str:
-    return browser.js("(function(){var a=document.activeElement;return a.tagName+' '+(a.getAttribute('data-c')||'')"
-                      "+(a.getAttribute('data-g')||'')+' '+(a.id||'');})()")
-
-
-def panel_text(browser) -> str:
-    return browser.js("(function(){var p=document.getElementById('np-detail');"
-                      "return p.classList.contains('open') ? p.innerText : '';})()")
-
-
 def test_browser_keyboard_one_tab_stop_arrows_move_and_show_the_detail(browser, tmp_path):
     result = sample_result()
     page = tmp_path / "report.html"
@@ -517,36 +485,32 @@ def test_browser_click_and_filters(browser, tmp_path):
     text = panel_text(browser)
     assert "frontend → db-pods: matches" in text and "deny proven\nrejected — RST or ICMP" in text
     assert "shop/app=frontend\tshop/db-0\t10.0.0.5\trefused\trejected\tconnection refused" in text
-    rows = "Array.prototype.filter.call(document.querySelectorAll('#np-matrix tbody tr'), " \
-           "function(r){return !r.classList.contains('hide')}).map(function(r){return r.dataset.name})"
     cols = "Array.prototype.filter.call(document.querySelectorAll('#np-matrix thead th.t'), " \
            "function(c){return !c.classList.contains('hide')}).map(function(c){return c.textContent})"
     browser.click("#np-namespace")
-    browser.js("var s=document.getElementById('np-namespace'); s.value='jobs'; s.dispatchEvent(new Event('change'))")
-    assert browser.js(rows) == ["worker"]
-    browser.js("var s=document.getElementById('np-namespace'); s.value=''; s.dispatchEvent(new Event('change'))")
-    browser.click("#np-source")
-    for ch in "front":
-        browser.call("Input.insertText", session=True, text=ch)
-    assert browser.js(rows) == ["frontend"]
+    choose_namespace(browser, "jobs")
+    assert shown_rows(browser) == ["worker"]
+    choose_namespace(browser, "")
+    type_into_source(browser, "front")
+    assert shown_rows(browser) == ["frontend"]
     assert browser.js("document.getElementById('np-shown').textContent") == "showing 1 of 3 rows, 4 of 4 columns"
     browser.js("var s=document.getElementById('np-source'); s.value=''; s.dispatchEvent(new Event('input'))")
     browser.click("#np-only-bad")  # a real click on the checkbox
     # every row has something to look at; columns: db (mismatch), db-pods, internet (drift, unstable,
     # error) and metrics (not probed) all do too — so hide nothing that needs attention
-    assert browser.js(rows) == ["api", "frontend", "worker"]
+    assert shown_rows(browser) == ["api", "frontend", "worker"]
     good = replace(result, cells=tuple(c if c.source != "frontend" or c.unstable else replace(c, match=True)
                                        for c in result.cells))
     page.write_text(render_html(good), encoding="utf-8")
     browser.open(page.as_uri())
     browser.click("#np-only-bad")
-    assert "frontend" in browser.js(rows)  # its unstable cell still needs a look
+    assert "frontend" in shown_rows(browser)  # its unstable cell still needs a look
     calm = replace(good, cells=tuple(replace(c, unstable=False) if c.source == "frontend" else c
                                      for c in good.cells))
     page.write_text(render_html(calm), encoding="utf-8")
     browser.open(page.as_uri())
     browser.click("#np-only-bad")
-    assert browser.js(rows) == ["api", "worker"]
+    assert shown_rows(browser) == ["api", "worker"]
     assert browser.js(cols) == ["db-pods", "internet", "metrics"]
 
 
