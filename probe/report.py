@@ -15,7 +15,6 @@ from tabulate import tabulate
 
 from .errors import InputError
 from .model import Cell, RunResult, Verdict
-from .report_html import render_html
 from .result import to_json
 
 FORMATS = ("table", "json", "junit", "markdown", "html")
@@ -207,6 +206,8 @@ def render(result: RunResult, fmt: str, *, colour: bool = False) -> str:
     if fmt == "markdown":
         return render_markdown(result)
     if fmt == "html":
+        from .report_html.run_view import render_html  # the HTML views load the policy engine: only when asked
+
         return render_html(result)
     raise InputError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
