@@ -177,7 +177,7 @@ def _retrying(fn: Callable[[], T]) -> T:
 # ------------------------------------------------------------------- the request layer
 #
 # Requests go through the client's ApiClient (its auth, TLS, proxies, token refresh and exec
-# plugins) but not through its generated API classes: with the pydantic-era client (>= 33)
+# plugins) but not through its generated API classes: with the pydantic-era client (37)
 # importing CoreV1Api alone takes over a second, and netprobe reads every response as JSON anyway.
 
 # Every API path netprobe requests ({...}: path parameters, quoted by the ApiClient).
@@ -239,7 +239,7 @@ def _request(api_client: Any, method: str, path: str, path_params: Mapping[str, 
     if body is not None:
         headers["Content-Type"] = _CONTENT_TYPES.get(method, "application/json")
     pairs = _query(query)
-    if hasattr(api_client, "param_serialize"):  # the generator of clients >= 33
+    if hasattr(api_client, "param_serialize"):  # the pydantic-era generator (37)
         from kubernetes.client.exceptions import ApiException
 
         request = api_client.param_serialize(method, path, path_params=dict(path_params or {}),
@@ -250,11 +250,11 @@ def _request(api_client: Any, method: str, path: str, path_params: Mapping[str, 
             answer.read()
             raise ApiException.from_response(http_resp=answer, body=None, data=None)
         return answer.response
-    # older clients: call_api builds the URL, and its REST layer raises on non-2xx itself
+    # older clients (28..36): call_api builds the URL, and its REST layer raises on non-2xx itself.
+    # No response type: nothing is deserialized (and 36 renamed the argument response_types_map).
     return api_client.call_api(path, method, path_params=dict(path_params or {}), query_params=pairs,
                                header_params=headers, body=body, auth_settings=_AUTH_SETTINGS,
-                               response_type=None, _return_http_data_only=True, _preload_content=False,
-                               _request_timeout=timeout)
+                               _return_http_data_only=True, _preload_content=False, _request_timeout=timeout)
 
 
 # ------------------------------------------------------------------------ the real thing
