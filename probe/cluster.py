@@ -1,9 +1,10 @@
 """The only module that talks to the Kubernetes API (and the only importer of `kubernetes`).
 
 Everything the rest of netprobe needs from a cluster is the `Cluster` protocol below;
-`KubeCluster` implements it with the official client, and tests use an in-memory fake.
-Responses are read as plain JSON (`_preload_content=False`) so that the client's models
-never get between us and an API server of another version.
+`KubeCluster` implements it with the official client's ApiClient (kubeconfig, auth, TLS,
+proxies, token refresh) and a small request layer of our own (`API_PATHS`, `_request`) instead
+of the generated API classes: responses are read as plain JSON, so the client's models never get
+between us and an API server of another version, and the seconds of importing them are not spent.
 
 Errors are translated in one place (`_translate`): 429/5xx/dropped connections become
 TransientError (retried with tenacity, honouring Retry-After), 401/403 PermissionDenied,
