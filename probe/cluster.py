@@ -251,7 +251,7 @@ def _request(api_client: Any, method: str, path: str, path_params: Mapping[str, 
             answer.read()
             raise ApiException.from_response(http_resp=answer, body=None, data=None)
         return answer.response
-    # older clients (28..36): call_api builds the URL, and its REST layer raises on non-2xx itself.
+    # older clients (28 and 36 tested): call_api builds the URL; its REST layer raises on non-2xx.
     # No response type: nothing is deserialized (and 36 renamed the argument response_types_map).
     return api_client.call_api(path, method, path_params=dict(path_params or {}), query_params=pairs,
                                header_params=headers, body=body, auth_settings=_AUTH_SETTINGS,
