@@ -1,9 +1,10 @@
 """The only module that talks to the Kubernetes API (and the only importer of `kubernetes`).
 
 Everything the rest of netprobe needs from a cluster is the `Cluster` protocol below;
-`KubeCluster` implements it with the official client, and tests use an in-memory fake.
-Responses are read as plain JSON (`_preload_content=False`) so that the client's models
-never get between us and an API server of another version.
+`KubeCluster` implements it with the official client's ApiClient (kubeconfig, auth, TLS,
+proxies, token refresh) and a small request layer of our own (`API_PATHS`, `_request`) instead
+of the generated API classes: responses are read as plain JSON, so the client's models never get
+between us and an API server of another version, and the seconds of importing them are not spent.
 
 Errors are translated in one place (`_translate`): 429/5xx/dropped connections become
 TransientError (retried with tenacity, honouring Retry-After), 401/403 PermissionDenied,
@@ -13,7 +14,6 @@ anything else ClusterError. No kubernetes or urllib3 exception leaves this modul
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import re
 import time
@@ -175,6 +175,89 @@ def _retrying(fn: Callable[[], T]) -> T:
     return wrapped()
 
 
+# ------------------------------------------------------------------- the request layer
+#
+# Requests go through the client's ApiClient (its auth, TLS, proxies, token refresh and exec
+# plugins) but not through its generated API classes: with the pydantic-era client (37)
+# importing CoreV1Api alone takes over a second, and netprobe reads every response as JSON anyway.
+
+# Every API path netprobe requests ({...}: path parameters, quoted by the ApiClient).
+API_PATHS: dict[str, str] = {
+    "pods": "/api/v1/pods",
+    "pods in namespace": "/api/v1/namespaces/{namespace}/pods",  # also DELETE: a collection by label
+    "pod": "/api/v1/namespaces/{namespace}/pods/{name}",
+    "pod log": "/api/v1/namespaces/{namespace}/pods/{name}/log",
+    "pod ephemeralcontainers": "/api/v1/namespaces/{namespace}/pods/{name}/ephemeralcontainers",  # PATCH
+    "events in namespace": "/api/v1/namespaces/{namespace}/events",
+    "namespaces": "/api/v1/namespaces",
+    "services": "/api/v1/services",
+    "services in namespace": "/api/v1/namespaces/{namespace}/services",
+    "endpoints": "/api/v1/endpoints",
+    "endpoints in namespace": "/api/v1/namespaces/{namespace}/endpoints",
+    "jobs": "/apis/batch/v1/jobs",
+    "jobs in namespace": "/apis/batch/v1/namespaces/{namespace}/jobs",  # POST; DELETE by label
+    "job": "/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+    "networkpolicies": "/apis/networking.k8s.io/v1/networkpolicies",
+    "networkpolicies in namespace": "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies",
+    "version": "/version/",
+    "api group version": "/apis/{group}/{version}",  # discovery: the resources it serves
+    "custom objects": "/apis/{group}/{version}/{plural}",  # cluster-wide LIST
+}
+
+# What the generated methods send. A PATCH with an object body goes out as a strategic merge
+# patch with every client we support (their REST layer turns the default JSON Patch type into
+# it when the body is not a list of operations); saying so here keeps it that way.
+_CONTENT_TYPES = {"PATCH": "application/strategic-merge-patch+json"}
+_AUTH_SETTINGS = ["BearerToken"]
+
+
+def _collection(resource: str, namespace: str | None) -> tuple[str, dict[str, str]]:
+    """The path (and its parameters) of a collection, in one namespace or across all."""
+    if namespace:
+        return API_PATHS[f"{resource} in namespace"], {"namespace": namespace}
+    return API_PATHS[resource], {}
+
+
+def _query(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Query parameters as the API server reads them; None and "" mean: not sent."""
+    pairs = []
+    for key, value in (params or {}).items():
+        if value is None or value == "":
+            continue
+        pairs.append((key, ("true" if value else "false") if isinstance(value, bool) else str(value)))
+    return pairs
+
+
+def _request(api_client: Any, method: str, path: str, path_params: Mapping[str, str] | None = None, *,
+             query: Mapping[str, Any] | None = None, body: Any = None,
+             timeout: tuple[float, float]) -> Any:
+    """One request through the ApiClient; the raw urllib3 response, unread (a watch streams it).
+
+    What the generated methods do with `_preload_content=False`: a non-2xx answer raises the
+    client's ApiException (status, body, headers such as Retry-After); timeouts are (connect, read).
+    """
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = _CONTENT_TYPES.get(method, "application/json")
+    pairs = _query(query)
+    if hasattr(api_client, "param_serialize"):  # the pydantic-era generator (37)
+        from kubernetes.client.exceptions import ApiException
+
+        request = api_client.param_serialize(method, path, path_params=dict(path_params or {}),
+                                             query_params=pairs, header_params=headers, body=body,
+                                             auth_settings=_AUTH_SETTINGS)
+        answer = api_client.call_api(*request, _request_timeout=timeout)
+        if not 200 <= answer.status <= 299:  # as ApiClient._call_with_legacy_options raises it
+            answer.read()
+            raise ApiException.from_response(http_resp=answer, body=None, data=None)
+        return answer.response
+    # older clients (28 and 36 tested): call_api builds the URL; its REST layer raises on non-2xx.
+    # No response type: nothing is deserialized (and 36 renamed the argument response_types_map).
+    return api_client.call_api(path, method, path_params=dict(path_params or {}), query_params=pairs,
+                               header_params=headers, body=body, auth_settings=_AUTH_SETTINGS,
+                               _return_http_data_only=True, _preload_content=False, _request_timeout=timeout)
+
+
 # ------------------------------------------------------------------------ the real thing
 
 
@@ -211,38 +294,6 @@ class KubeCluster:
         self._discovered: dict[str, set[str]] = {}  # group/version -> served resources (policy CRDs)
         self._client = api_client
 
-    # Each generated API class costs 0.2-0.7 s to import with clients built on pydantic (>= 33):
-    # build only the ones a run calls (a spec run never needs networking or version).
-    @functools.cached_property
-    def _core(self) -> Any:
-        from kubernetes import client
-
-        return client.CoreV1Api(self._client)
-
-    @functools.cached_property
-    def _batch(self) -> Any:
-        from kubernetes import client
-
-        return client.BatchV1Api(self._client)
-
-    @functools.cached_property
-    def _net(self) -> Any:
-        from kubernetes import client
-
-        return client.NetworkingV1Api(self._client)
-
-    @functools.cached_property
-    def _version(self) -> Any:
-        from kubernetes import client
-
-        return client.VersionApi(self._client)
-
-    @functools.cached_property
-    def _custom(self) -> Any:
-        from kubernetes import client
-
-        return client.CustomObjectsApi(self._client)
-
     def close(self) -> None:
         """Close the client's pooled connections."""
         with contextlib.suppress(Exception):
@@ -258,39 +309,37 @@ class KubeCluster:
 
     # -- plumbing
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """One API request, retried when transient; returns parsed JSON."""
+    def _call(self, what: str, method: str, path: str, params: Mapping[str, str] | None = None, *,
+              query: Mapping[str, Any] | None = None, body: Any = None,
+              read: Callable[[bytes], Any] = lambda data: json.loads(data) if data else {}) -> Any:
+        """One API request, retried when transient; returns the body as `read` parses it (JSON)."""
 
         def once() -> Any:
             self.api_calls += 1
             try:
-                resp = fn(*args, _preload_content=False, _request_timeout=self._timeouts, **kwargs)
-                data = resp.data
-                return json.loads(data) if data else {}
+                resp = _request(self._client, method, path, params, query=query, body=body,
+                                timeout=self._timeouts)
+                return read(resp.data)
             except Exception as exc:
                 raise _translate(exc, what) from exc
 
         return _retrying(once)
 
-    def _pages(self, what: str, namespaced: Callable[..., Any], cluster_wide: Callable[..., Any],
-               namespace: str | None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _pages(self, what: str, resource: str, namespace: str | None,
+               **query: Any) -> Iterator[dict[str, Any]]:
         """A LIST, one parsed page (at most PAGE_SIZE items) at a time, following `continue`."""
+        path, params = _collection(resource, namespace)
         token = None
         while True:
-            page_kwargs = {**kwargs, "limit": PAGE_SIZE, **({"_continue": token} if token else {})}
-            if namespace:
-                doc = self._call(what, namespaced, namespace, **page_kwargs)
-            else:
-                doc = self._call(what, cluster_wide, **page_kwargs)
+            doc = self._call(what, "GET", path, params, query={**query, "limit": PAGE_SIZE, "continue": token})
             token = (doc.get("metadata") or {}).get("continue")
             yield doc
             if not token:
                 return
 
-    def _list(self, what: str, namespaced: Callable[..., Any], cluster_wide: Callable[..., Any],
-              namespace: str | None, **kwargs: Any) -> list[dict[str, Any]]:
+    def _list(self, what: str, resource: str, namespace: str | None, **query: Any) -> list[dict[str, Any]]:
         """Every item of a LIST, without the bulky fields netprobe never reads."""
-        return [_slim(obj) for doc in self._pages(what, namespaced, cluster_wide, namespace, **kwargs)
+        return [_slim(obj) for doc in self._pages(what, resource, namespace, **query)
                 for obj in doc.get("items", [])]
 
     # -- reads
@@ -299,65 +348,50 @@ class KubeCluster:
         """Pods matching a label selector, in one namespace or all."""
         where = f"namespace {namespace}" if namespace else "all namespaces"
         # Each page is turned into PodInfo values and dropped: a raw pod is ~50x larger.
-        return [pod_info(p) for doc in self._pages(
-            f"list pods in {where}", self._core.list_namespaced_pod,
-            self._core.list_pod_for_all_namespaces, namespace, label_selector=label_selector)
-            for p in doc.get("items", [])]
+        return [pod_info(p) for doc in self._pages(f"list pods in {where}", "pods", namespace,
+                                                   labelSelector=label_selector)
+                for p in doc.get("items", [])]
 
     def list_namespaces(self) -> list[dict[str, Any]]:
         """Every Namespace object."""
-        return self._list("list namespaces", self._core.list_namespace,
-                          self._core.list_namespace, None)
+        return self._list("list namespaces", "namespaces", None)
 
     def list_network_policies(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """NetworkPolicies, in one namespace or all."""
-        return self._list("list networkpolicies", self._net.list_namespaced_network_policy,
-                          self._net.list_network_policy_for_all_namespaces, namespace)
+        return self._list("list networkpolicies", "networkpolicies", namespace)
 
     def list_services(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Services, in one namespace or all."""
-        return self._list("list services", self._core.list_namespaced_service,
-                          self._core.list_service_for_all_namespaces, namespace)
+        return self._list("list services", "services", namespace)
 
     def list_endpoints(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Endpoints (v1: served by every release we support), in one namespace or all."""
-        return self._list("list endpoints", self._core.list_namespaced_endpoints,
-                          self._core.list_endpoints_for_all_namespaces, namespace)
+        return self._list("list endpoints", "endpoints", namespace)
 
     def server_version(self) -> tuple[int, int]:
         """(major, minor) of the API server."""
-        doc = self._call("get server version", self._version.get_code)
+        doc = self._call("get server version", "GET", API_PATHS["version"])
         # Providers decorate the numbers ("27+", "30-eks"): the leading digits are the version.
         return _leading_int(doc.get("major"), 1), _leading_int(doc.get("minor"), 0)
 
     def pod_log(self, namespace: str, name: str, container: str | None = None) -> str:
         """A pod's log (the agent's stdout)."""
-        self.api_calls += 1
-
-        def once() -> str:
-            try:
-                kwargs: dict[str, Any] = {"_preload_content": False, "_request_timeout": self._timeouts,
-                                          "tail_lines": 200}
-                if container:
-                    kwargs["container"] = container
-                resp: Any = self._core.read_namespaced_pod_log(name, namespace, **kwargs)
-                return str(resp.data.decode("utf-8", "replace"))
-            except Exception as exc:
-                raise _translate(exc, f"read log of pod {namespace}/{name}") from exc
-
-        return _retrying(once)
+        text: str = self._call(f"read log of pod {namespace}/{name}", "GET", API_PATHS["pod log"],
+                               {"namespace": namespace, "name": name},
+                               query={"container": container, "tailLines": 200},
+                               read=lambda data: bytes(data or b"").decode("utf-8", "replace"))
+        return text
 
     def job_events(self, namespace: str, job: str) -> list[str]:
         """Warning messages recorded for a Job (e.g. FailedCreate from admission)."""
-        doc = self._call(f"list events of job {namespace}/{job}", self._core.list_namespaced_event,
-                         namespace, field_selector=f"involvedObject.name={job}")
+        doc = self._call(f"list events of job {namespace}/{job}", "GET", API_PATHS["events in namespace"],
+                         {"namespace": namespace}, query={"fieldSelector": f"involvedObject.name={job}"})
         return [f"{e.get('reason', '')}: {e.get('message', '')}" for e in doc.get("items", [])
                 if e.get("type") == "Warning"]
 
     def list_runs(self, namespace: str | None = None) -> list[JobInfo]:
         """netprobe Jobs (any run) in one namespace or all."""
-        pages = self._pages("list netprobe jobs", self._batch.list_namespaced_job,
-                            self._batch.list_job_for_all_namespaces, namespace, label_selector=RUN_LABEL)
+        pages = self._pages("list netprobe jobs", "jobs", namespace, labelSelector=RUN_LABEL)
         return [JobInfo(name=j["metadata"]["name"], namespace=j["metadata"]["namespace"],
                         run_id=(j["metadata"].get("labels") or {}).get(RUN_LABEL, ""),
                         created=_parse_time(j["metadata"].get("creationTimestamp", "")),
@@ -376,11 +410,11 @@ class KubeCluster:
         ns, name = meta["namespace"], meta["name"]
         what = f"create job {ns}/{name}"
         try:
-            self._call(what, self._batch.create_namespaced_job, ns, dict(manifest))
+            self._call(what, "POST", API_PATHS["jobs in namespace"], {"namespace": ns}, body=dict(manifest))
         except ClusterError as exc:
             if exc.status != 409:
                 raise
-            existing = self._call(f"get job {ns}/{name}", self._batch.read_namespaced_job, name, ns)
+            existing = self._call(f"get job {ns}/{name}", "GET", API_PATHS["job"], {"namespace": ns, "name": name})
             labels = (existing.get("metadata") or {}).get("labels") or {}
             if not meta.get("labels", {}).get(RUN_LABEL) or \
                     labels.get(RUN_LABEL) != meta["labels"][RUN_LABEL]:
@@ -391,28 +425,28 @@ class KubeCluster:
     def delete_run(self, namespace: str, run_id: str) -> None:
         """Delete a run's Jobs and their pods in one namespace."""
         selector = f"{RUN_LABEL}={run_id}"
-        self._call(f"delete jobs of run {run_id} in {namespace}",
-                   self._batch.delete_collection_namespaced_job, namespace,
-                   label_selector=selector, propagation_policy="Background")
+        self._call(f"delete jobs of run {run_id} in {namespace}", "DELETE", API_PATHS["jobs in namespace"],
+                   {"namespace": namespace}, query={"labelSelector": selector, "propagationPolicy": "Background"})
         # The Job's garbage collection removes its pods; deleting them directly as well
         # means nothing lingers even when the garbage collector is slow or absent.
-        self._call(f"delete probe pods of run {run_id} in {namespace}",
-                   self._core.delete_collection_namespaced_pod, namespace,
-                   label_selector=selector, grace_period_seconds=0)
+        self._call(f"delete probe pods of run {run_id} in {namespace}", "DELETE", API_PATHS["pods in namespace"],
+                   {"namespace": namespace}, query={"labelSelector": selector, "gracePeriodSeconds": 0})
 
     def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None:
         """Inject an ephemeral container (Kubernetes >= 1.25's pods/ephemeralcontainers)."""
-        # Send the whole list: whichever patch type the client picks (strategic or merge),
-        # existing ephemeral containers (which can never be removed) stay in it.
-        current = self._call(f"get pod {namespace}/{pod}", self._core.read_namespaced_pod, pod, namespace)
+        where = {"namespace": namespace, "name": pod}
+        current = self._call(f"get pod {namespace}/{pod}", "GET", API_PATHS["pod"], where)
         existing = list((current.get("spec") or {}).get("ephemeralContainers") or [])
+        # A strategic merge patch (what the generated client sends for an object body): the list
+        # merges on name; it carries the existing ones too, which can never be removed anyway.
         body = {"spec": {"ephemeralContainers": [*existing, dict(container)]}}
-        self._call(f"add ephemeral container to {namespace}/{pod}",
-                   self._core.patch_namespaced_pod_ephemeralcontainers, pod, namespace, body)
+        self._call(f"add ephemeral container to {namespace}/{pod}", "PATCH",
+                   API_PATHS["pod ephemeralcontainers"], where, body=body)
 
     def ephemeral_state(self, namespace: str, pod: str, container: str) -> ProbePodState | None:
         """The state of an injected ephemeral container, as a ProbePodState (None: not yet)."""
-        obj = self._call(f"get pod {namespace}/{pod}", self._core.read_namespaced_pod, pod, namespace)
+        obj = self._call(f"get pod {namespace}/{pod}", "GET", API_PATHS["pod"],
+                         {"namespace": namespace, "name": pod})
         statuses = (obj.get("status") or {}).get("ephemeralContainerStatuses") or []
         mine = [s for s in statuses if s.get("name") == container]
         if not mine:
@@ -434,17 +468,13 @@ class KubeCluster:
         """
         selector = f"{RUN_LABEL}={run_id}"
         what = f"watch probe pods of run {run_id}"
-        if namespace:
-            list_fn: Callable[..., Any] = self._core.list_namespaced_pod
-            args: tuple[Any, ...] = (namespace,)
-        else:
-            list_fn, args = self._core.list_pod_for_all_namespaces, ()
+        path, params = _collection("pods", namespace)
         resource_version = ""
         while not until() and time.monotonic() < deadline:
             if not resource_version:  # (re)list: the starting point, or after 410 Gone
                 version = ""
-                for doc in self._pages(f"list probe pods of run {run_id}", list_fn, list_fn,
-                                       namespace, label_selector=selector):
+                for doc in self._pages(f"list probe pods of run {run_id}", "pods", namespace,
+                                       labelSelector=selector):
                     version = version or (doc.get("metadata") or {}).get("resourceVersion", "")
                     for obj in doc.get("items", []):
                         yield probe_pod_state(obj)
@@ -455,9 +485,10 @@ class KubeCluster:
             window = max(1, min(int(deadline - time.monotonic()), 60))
             self.api_calls += 1
             try:
-                resp = list_fn(*args, label_selector=selector, watch=True, resource_version=resource_version,
-                               allow_watch_bookmarks=True, timeout_seconds=window,
-                               _preload_content=False, _request_timeout=(self._timeout, window + 10))
+                resp = _request(self._client, "GET", path, params, query={
+                    "labelSelector": selector, "watch": True, "resourceVersion": resource_version,
+                    "allowWatchBookmarks": True, "timeoutSeconds": window},
+                    timeout=(self._timeout, window + 10))
             except Exception as exc:
                 err = _translate(exc, what)
                 if err.status == 410:
@@ -497,6 +528,8 @@ class KubeCluster:
                 with contextlib.suppress(Exception):
                     resp.release_conn()
 
+    # -- policy CRDs (Calico, network-policy-api; issue 14)
+
     def _served(self, group: str, version: str) -> set[str]:
         """The resources an API group/version serves, from discovery ({} when it is not served).
 
@@ -506,7 +539,8 @@ class KubeCluster:
         key = f"{group}/{version}"
         if key not in cache:
             try:
-                doc = self._call(f"discover {key}", self._custom.get_api_resources, group, version)
+                doc = self._call(f"discover {key}", "GET", API_PATHS["api group version"],
+                                 {"group": group, "version": version})
                 cache[key] = {str(r.get("name")) for r in doc.get("resources") or ()}
             except ClusterError as exc:
                 if exc.status not in (404, 403):  # 403: discovery itself forbidden; the LIST will tell
@@ -522,10 +556,10 @@ class KubeCluster:
         items: list[dict[str, Any]] = []
         token = None
         while True:
-            kwargs: dict[str, Any] = {"limit": 500, **({"_continue": token} if token else {})}
             try:
-                doc = self._call(f"list {plural}.{group}/{version}", self._custom.list_cluster_custom_object,
-                                 group, version, plural, **kwargs)
+                doc = self._call(f"list {plural}.{group}/{version}", "GET", API_PATHS["custom objects"],
+                                 {"group": group, "version": version, "plural": plural},
+                                 query={"limit": 500, "continue": token})
             except PermissionDenied as exc:
                 raise PermissionDenied(
                     f"{exc}; to read these policies add to netprobe's ClusterRole: "
@@ -590,9 +624,6 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
 def _leading_int(value: Any, default: int) -> int:
     digits = re.match(r"\d+", str(value or ""))
     return int(digits.group()) if digits else default
-
-    # -- policy CRDs (Calico, network-policy-api; issue 14)
-
 
 
 def _in_cluster() -> bool:

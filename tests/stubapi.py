@@ -2,7 +2,7 @@
 
 Speaks the part of the REST API netprobe uses: version discovery; list (with `limit` and
 `continue` pages) and watch (chunked JSON lines with ADDED/MODIFIED/DELETED/BOOKMARK/ERROR
-events) of pods, jobs, events, services, namespaces and networkpolicies; create, get, delete
+events) of pods, jobs, events, services, endpoints, namespaces and networkpolicies; create, get, delete
 and deletecollection by label; pod logs; the `pods/{name}/ephemeralcontainers` subresource
 of Kubernetes >= 1.25 with its validation (unique names, no removal, forbidden fields).
 
@@ -37,10 +37,10 @@ import yaml
 TERMINATION_LIMIT = 4096  # the kubelet's cap on a termination message
 
 # (API prefix, resource) for every collection the stub serves
-_GROUPS = {"api/v1": {"pods", "events", "services", "namespaces"},
+_GROUPS = {"api/v1": {"pods", "events", "services", "endpoints", "namespaces"},
            "apis/batch/v1": {"jobs"},
            "apis/networking.k8s.io/v1": {"networkpolicies"}}
-_KINDS = {"pods": "Pod", "events": "Event", "services": "Service", "namespaces": "Namespace",
+_KINDS = {"pods": "Pod", "events": "Event", "services": "Service", "endpoints": "Endpoints", "namespaces": "Namespace",
           "jobs": "Job", "networkpolicies": "NetworkPolicy"}
 _API_VERSIONS = {"jobs": "batch/v1", "networkpolicies": "networking.k8s.io/v1"}
 # Fields the API server refuses on an ephemeral container (validation.go, validateEphemeralContainers)
@@ -73,6 +73,7 @@ class Request:
     path: str
     query: dict[str, str]
     body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_watch(self) -> bool:
@@ -582,7 +583,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
-        request = Request(method=self.command, path=url.path, query=query, body=body)
+        request = Request(method=self.command, path=url.path, query=query, body=body,
+                          headers={k.lower(): v for k, v in self.headers.items()})
         with api._cond:
             api.requests.append(request)
         fault = api.take_fault(self.command, url.path, url.query)

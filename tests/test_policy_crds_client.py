@@ -86,6 +86,8 @@ def test_absent_apis_are_silent_and_crd_pages_are_followed(api_server):
     cluster = KubeCluster(kubeconfig=kubeconfig)
     assert cluster.list_custom_objects("policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies") is None
     assert cluster.list_custom_objects("crd.projectcalico.org", "v1", "globalnetworkpolicies") == [GNP]
+    gnp = "/apis/crd.projectcalico.org/v1/globalnetworkpolicies"
+    assert [p for p in handler.seen if p.startswith(gnp)] == [f"{gnp}?limit=500", f"{gnp}?limit=500&continue=p2"]
     world = world_from_cluster(cluster)
     assert [p.key for p in world.policies] == ["GlobalNetworkPolicy deny-db"] and not world.warnings
     # the Calico API server (projectcalico.org/v3) was looked for first, then its CRDs; APIs that

@@ -77,7 +77,6 @@ def watch_until_done(kube: KubeCluster, seconds: float = 8.0, ns: str | None = "
 
 def test_watch_sees_a_pod_finish(stub, kube):
     probe_pod(stub)
-    kube.list_pods("default")  # build the API class first (it is built lazily, which takes a moment)
     later(0.3, finish, stub)
     seen = watch_until_done(kube)
     assert seen[0].phase == "Pending" and seen[0].plan_index == 0
@@ -337,13 +336,122 @@ def test_a_lost_ephemeral_patch_is_retried_without_harm(stub, kube):
     assert names == ["netprobe-r1-0"]
 
 
+# ------------------------------------------------------------------ the requests on the wire
+
+ALL = {"limit": "500"}  # every LIST is paged
+
+# (call, the requests it sends: method, path, query), one row per KubeCluster request
+WIRE = [
+    ("list_pods", lambda k: k.list_pods("default", "app=api"),
+     [("GET", "/api/v1/namespaces/default/pods", {"labelSelector": "app=api", **ALL})]),
+    ("list_pods-all", lambda k: k.list_pods(None), [("GET", "/api/v1/pods", ALL)]),
+    ("list_namespaces", lambda k: k.list_namespaces(), [("GET", "/api/v1/namespaces", ALL)]),
+    ("list_services", lambda k: k.list_services("default"),
+     [("GET", "/api/v1/namespaces/default/services", ALL)]),
+    ("list_services-all", lambda k: k.list_services(), [("GET", "/api/v1/services", ALL)]),
+    ("list_endpoints", lambda k: k.list_endpoints("default"),
+     [("GET", "/api/v1/namespaces/default/endpoints", ALL)]),
+    ("list_endpoints-all", lambda k: k.list_endpoints(), [("GET", "/api/v1/endpoints", ALL)]),
+    ("list_network_policies", lambda k: k.list_network_policies("default"),
+     [("GET", "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies", ALL)]),
+    ("list_network_policies-all", lambda k: k.list_network_policies(),
+     [("GET", "/apis/networking.k8s.io/v1/networkpolicies", ALL)]),
+    ("server_version", lambda k: k.server_version(), [("GET", "/version/", {})]),
+    ("pod_log", lambda k: k.pod_log("default", "api-0", "app"),
+     [("GET", "/api/v1/namespaces/default/pods/api-0/log", {"container": "app", "tailLines": "200"})]),
+    ("job_events", lambda k: k.job_events("default", "netprobe-r1-0"),
+     [("GET", "/api/v1/namespaces/default/events", {"fieldSelector": "involvedObject.name=netprobe-r1-0"})]),
+    ("list_runs", lambda k: k.list_runs("default"),
+     [("GET", "/apis/batch/v1/namespaces/default/jobs", {"labelSelector": RUN_LABEL, **ALL})]),
+    ("list_runs-all", lambda k: k.list_runs(), [("GET", "/apis/batch/v1/jobs", {"labelSelector": RUN_LABEL, **ALL})]),
+    ("create_job", lambda k: k.create_job(job_manifest()), [("POST", "/apis/batch/v1/namespaces/default/jobs", {})]),
+    ("delete_run", lambda k: k.delete_run("default", RUN), [
+        ("DELETE", "/apis/batch/v1/namespaces/default/jobs",
+         {"labelSelector": f"{RUN_LABEL}={RUN}", "propagationPolicy": "Background"}),
+        ("DELETE", "/api/v1/namespaces/default/pods",
+         {"labelSelector": f"{RUN_LABEL}={RUN}", "gracePeriodSeconds": "0"})]),
+    ("add_ephemeral_container", lambda k: k.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-0")), [
+        ("GET", "/api/v1/namespaces/default/pods/api-0", {}),
+        ("PATCH", "/api/v1/namespaces/default/pods/api-0/ephemeralcontainers", {})]),
+    ("ephemeral_state", lambda k: k.ephemeral_state("default", "api-0", "netprobe-r1-0"),
+     [("GET", "/api/v1/namespaces/default/pods/api-0", {})]),
+    ("list_custom_objects", lambda k: k.list_custom_objects("crd.projectcalico.org", "v1", "tiers"),
+     [("GET", "/apis/crd.projectcalico.org/v1", {})]),  # discovery: the stub serves no CRDs
+]
+
+
+@pytest.mark.parametrize("call, expected", [(c, e) for _, c, e in WIRE], ids=[i for i, _, _ in WIRE])
+def test_each_call_sends_the_api_request_the_reference_names(stub, kube, call, expected):
+    stub.pod("api-0")
+    stub.logs[("default", "api-0", "app")] = "a log\n"
+    call(kube)
+    sent = stub.requests
+    assert [(r.method, r.path, r.query) for r in sent] == expected
+    for r in sent:  # the ApiClient's auth applies: the kubeconfig's bearer token goes with every request
+        assert r.headers["authorization"] == "Bearer stub-token" and r.headers["accept"] == "application/json"
+
+
+def test_bodies_are_json_and_the_ephemeral_patch_is_a_strategic_merge(stub, kube):
+    stub.pod("api-0")
+    kube.create_job(job_manifest())
+    kube.add_ephemeral_container("default", "api-0", ephemeral("netprobe-r1-0"))
+    (post,) = stub.requests_to("POST", "/jobs$")
+    assert post.headers["content-type"] == "application/json" and post.body == job_manifest()
+    (patch,) = stub.requests_to("PATCH", "/ephemeralcontainers$")
+    assert patch.headers["content-type"] == "application/strategic-merge-patch+json"
+    assert patch.body == {"spec": {"ephemeralContainers": [ephemeral("netprobe-r1-0")]}}
+
+
+def test_a_watch_asks_for_bookmarks_from_the_listed_version_within_its_window(stub, kube):
+    probe_pod(stub)
+    listed_version = str(stub.rv)  # nothing changes after this: the list answers with this version
+    seen = watch_until_done(kube, seconds=3.0)
+    assert [s.phase for s in seen] == ["Pending"]
+    (listed,) = stub.requests_to("GET", "/namespaces/default/pods$", watch=False)
+    assert listed.query == {"labelSelector": f"{RUN_LABEL}={RUN}", **ALL}
+    watch = stub.requests_to("GET", "/namespaces/default/pods$", watch=True)[0]
+    version, window = watch.query.pop("resourceVersion"), watch.query.pop("timeoutSeconds")
+    assert watch.query == {"labelSelector": f"{RUN_LABEL}={RUN}", "watch": "true", "allowWatchBookmarks": "true"}
+    assert version == listed_version and 1 <= int(window) <= 3  # the server ends it by the deadline
+
+
+_API_CLASSES = """
+import json, sys
+import kubernetes
+eager = "kubernetes.client.api.core_v1_api" in sys.modules  # clients before the lazy package (< 33)
+from probe.cluster import KubeCluster
+with KubeCluster(kubeconfig=sys.argv[1]) as kube:
+    kube.list_pods("default")
+    kube.create_job(json.loads(sys.argv[2]))
+    kube.list_runs("default")
+imported = sorted(m for m in sys.modules if m.startswith("kubernetes.client.api."))
+print(json.dumps({"eager": eager, "imported": imported}))
+"""
+
+
+def test_requests_import_none_of_the_generated_api_classes(stub, tmp_path):
+    """With the pydantic-era client, importing CoreV1Api alone takes over a second (issue 12)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _API_CLASSES, str(stub.kubeconfig(tmp_path)),
+                           json.dumps(job_manifest())],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    if out["eager"]:
+        pytest.skip(f"kubernetes {kubernetes.__version__} imports every API class on `import kubernetes`")
+    assert stub.requests_to("POST", "/jobs$")  # the requests were made
+    assert out["imported"] == []  # neither core_v1_api, batch_v1_api nor any other
+
+
 # ------------------------------------------------------------------ memory of large lists
 
 _MEASURE = """
 import sys, tracemalloc
 from probe.cluster import KubeCluster
 kube = KubeCluster(kubeconfig=sys.argv[1])
-kube._core  # the API class is built on first use: its import is not the list's memory
 tracemalloc.start()
 pods = kube.list_pods(None, "")
 current, peak = tracemalloc.get_traced_memory()

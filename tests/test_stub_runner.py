@@ -76,6 +76,33 @@ def test_a_run_through_the_real_client(stub, kube_for, listener):
     assert not any(RUN_LABEL in (o["metadata"].get("labels") or {}) for o in stub.objects.values())
 
 
+def test_a_run_sends_exactly_these_api_requests(stub, kube_for, listener):
+    add_sources(stub, "api", "web")
+    result = Runner(kube_for(stub), spec(listener[1]), FAST).run()
+    assert result.exit_code == 0, (result.problems, [c.detail for c in result.cells])
+    probes = f"{RUN_LABEL}={result.run_id}"
+    watches = [r for r in stub.requests if r.is_watch]
+    assert len(watches) == 1 and watches[0].query.pop("resourceVersion").isdigit() \
+        and 1 <= int(watches[0].query.pop("timeoutSeconds")) <= 60
+    # sources are listed concurrently: the order of the first two is not fixed
+    sent = sorted((r.method, r.path, sorted(r.query.items())) for r in stub.requests)
+    page = [("limit", "500")]
+    assert sent == sorted([
+        ("GET", "/api/v1/namespaces/default/pods", [("labelSelector", "app=api"), *page]),
+        ("GET", "/api/v1/namespaces/default/pods", [("labelSelector", "app=web"), *page]),
+        ("GET", "/api/v1/services", page),  # targets reached through a Service
+        ("POST", "/apis/batch/v1/namespaces/default/jobs", []),
+        ("POST", "/apis/batch/v1/namespaces/default/jobs", []),
+        ("GET", "/api/v1/namespaces/default/pods", [("labelSelector", probes), *page]),
+        ("GET", "/api/v1/namespaces/default/pods",
+         [("allowWatchBookmarks", "true"), ("labelSelector", probes), ("watch", "true")]),
+        ("DELETE", "/apis/batch/v1/namespaces/default/jobs",
+         [("labelSelector", probes), ("propagationPolicy", "Background")]),
+        ("DELETE", "/api/v1/namespaces/default/pods", [("gracePeriodSeconds", "0"), ("labelSelector", probes)]),
+    ])
+    assert all(r.headers.get("authorization") == "Bearer stub-token" for r in stub.requests)
+
+
 def test_a_job_create_lost_after_commit_does_not_fail_the_plan(stub, kube_for, listener):
     add_sources(stub, "api")
     stub.fault("POST", "/jobs$", "lost")
