@@ -130,7 +130,9 @@ def netprobe(ns: str, image: str, timeout: float, *extra: str) -> tuple[float, d
                            "-o", "json", "-v", *extra], capture_output=True, text=True, cwd=ROOT)
     wall = time.monotonic() - started
     if proc.returncode != 0:
-        raise SystemExit(f"netprobe failed ({proc.returncode}): {proc.stderr}{proc.stdout[-500:]}")
+        saved = Path(f"/tmp/netprobe-bench-{ns}-failed.json")
+        saved.write_text(proc.stdout)
+        raise SystemExit(f"netprobe failed ({proc.returncode}): {proc.stderr}(the result: {saved})")
     wait_no_pods(ns, "netprobe.io/run")
     return wall, json.loads(proc.stdout), proc.stderr
 
