@@ -224,9 +224,10 @@ class Change:
 
 
 def _intervals(block: str) -> list[tuple[int, int, int]]:
-    """An ipBlock as written (`cidr[ except a,b]`) → merged (version, first, last) address intervals."""
-    cidr, _, excepts = block.partition(" except ")
-    nets: list[IPNet] = [ipaddress.ip_network(cidr, strict=False)]
+    """An ipBlock as written (`cidr[ except a,b]`), or a range the tier model found (`cidr, cidr, ...`)
+    → merged (version, first, last) address intervals."""
+    cidrs, _, excepts = block.partition(" except ")
+    nets: list[IPNet] = [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs.split(",") if c.strip()]
     for text in filter(None, excepts.split(",")):
         cut = ipaddress.ip_network(text, strict=False)
         kept: list[IPNet] = []

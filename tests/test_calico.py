@@ -816,3 +816,68 @@ def test_address_ranges_reached_are_decided_through_the_tiers() -> None:
         (("TCP", 443, 443), ("TCP", 5432, 5432))
     assert db_ranges["0.0.0.0/5, 8.0.0.0/7"] == (("TCP", 443, 443), ("TCP", 5432, 5432))
     assert by_pod[WEB.name] == ()  # not egress-isolated: reaches everything as "external"
+
+
+def _ranges(engine: PolicyEngine, ports: Any = None) -> dict[str, dict[str, Any]]:
+    from probe.policy.classes import class_connectivity
+
+    conn = class_connectivity(engine, ports=ports)
+    return {rep.key: dict(conn.ip_blocks[i]) for i, rep in enumerate(conn.classes.representatives)}
+
+
+def test_address_ranges_on_every_port_are_decided_per_port_segment() -> None:
+    """The default `expect` (every port): a range open on 443 only is listed, with 443."""
+    engine = build(gnp("out-443", selector="app == 'api'", types=["Egress"], egress=[allow(
+        protocol="TCP", destination={"nets": ["0.0.0.0/0"], "notNets": ["10.0.0.0/8"], "ports": [443]})]))
+    api = _ranges(engine)[API.key]
+    assert api["0.0.0.0/5, 8.0.0.0/7"] == (("TCP", 443, 443),)
+    assert "10.0.0.0/8" not in " ".join(api)
+
+
+def test_address_ranges_a_notnets_only_rule_opens_are_listed() -> None:
+    """'notNets: Negative match on CIDRs': every address outside them matches, and is listed."""
+    engine = build(gnp("not-internal", selector="app == 'api'", types=["Egress"], egress=[allow(
+        protocol="TCP", destination={"notNets": ["10.0.0.0/8"], "ports": [443]})]))
+    api = _ranges(engine, ports=(("TCP", 443, 443),))[API.key]
+    assert api["0.0.0.0/5, 8.0.0.0/7"] == (("TCP", 443, 443),)
+    assert api["::/0"] == (("TCP", 443, 443),)
+    assert not any(k.startswith("10.") for k in api)
+
+
+def test_address_ranges_of_pods_a_rule_source_side_tells_apart_are_their_own() -> None:
+    """Two pods with the same labels and policies: an egress rule whose source side tests the namespace
+    decides them differently, and each is listed as the engine decides it."""
+    engine = build(gnp("prod-out", selector="app == 'api'", types=["Egress"], egress=[allow(
+        protocol="TCP", source={"namespaceSelector": "env == 'prod'"},
+        destination={"nets": ["203.0.113.0/24"], "ports": [443]})]))
+    got = _ranges(engine, ports=(("TCP", 443, 443),))
+    assert got[API.key] == {"203.0.113.0/24": (("TCP", 443, 443),)}
+    assert got[OTHER.key] == {}
+    for p, want in ((API, True), (OTHER, False)):
+        assert allowed(engine, p, "203.0.113.7", 443) is want
+
+
+def test_expect_diff_reads_the_ranges_the_tier_model_lists(tmp_path: Path) -> None:
+    """`expect --diff` between two Calico versions: the listed ranges (CIDR lists) are compared, no traceback."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from probe.cli import app
+
+    ns = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}]
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api", "namespace": "shop",
+                                                            "labels": {"app": "api"}},
+             "spec": {"containers": [{"name": "c", "image": "x"}]}, "status": {"podIP": "10.0.0.2"}}]
+    for name, not_nets in (("before", ["10.0.0.0/8"]), ("after", ["10.0.0.0/8", "192.168.0.0/16"])):
+        d = tmp_path / name
+        d.mkdir()
+        pol = gnp("out", selector="app == 'api'", types=["Egress"], egress=[allow(
+            protocol="TCP", destination={"nets": ["0.0.0.0/0"], "notNets": not_nets, "ports": [443]})])
+        (d / "all.yaml").write_text(yaml.safe_dump_all([*ns, *pods, pol]))
+    res = CliRunner().invoke(app, ["expect", "-f", str(tmp_path / "after"), "--diff", str(tmp_path / "before"),
+                                   "--port", "443"])
+    assert isinstance(res.exception, SystemExit), res.output  # exit 1, never an uncaught error
+    assert res.exit_code == 1, res.output
+    # the range that lost 192.168.0.0/16 is the removed line; the narrower ranges after it are inside it
+    assert "- shop/api[Pod] => 11.0.0.0/8, 12.0.0.0/6" in res.output and "0 connection(s) added, 1 removed" \
+        in res.output, res.output

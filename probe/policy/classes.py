@@ -148,44 +148,43 @@ def _egress_nets(engine: PolicyEngine) -> list[IPNet]:
 
 
 def _atoms(nets: Sequence[IPNet]) -> list[tuple[IPAddr, IPAddr]]:
-    """The address intervals no rule tells apart: cut at every range's first and past-last address,
-    kept where some range covers them (outside every range an address is just "external")."""
+    """The address intervals no rule tells apart: each IP version's whole space, cut at every range's
+    first and past-last address. The intervals outside every range are kept too: a `notNets` rule
+    opens exactly those (and no address there is the "external" column's unknown address)."""
     atoms: list[tuple[IPAddr, IPAddr]] = []
     for version in (4, 6):
         mine = [n for n in nets if n.version == version]
-        if not mine:
-            continue
         top = (1 << (32 if version == 4 else 128)) - 1
-        cuts = sorted({int(n.network_address) for n in mine}
+        cuts = sorted({0} | {int(n.network_address) for n in mine}
                       | {int(n.broadcast_address) + 1 for n in mine if int(n.broadcast_address) < top})
-        bounds = [*cuts, top + 1]
         make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-        for lo, hi in itertools.pairwise(bounds):
-            first = make(lo)
-            if any(first in n for n in mine):
-                atoms.append((first, make(hi - 1)))
+        atoms += [(make(lo), make(hi - 1)) for lo, hi in itertools.pairwise([*cuts, top + 1])]
     return atoms
 
 
 def tiered_ip_ranges(engine: PolicyEngine, reps: Sequence[PodInfo],
                      space: PortSet) -> tuple[tuple[tuple[str, PortSet], ...], ...]:
-    """Per representative, the address ranges its egress reaches on which ports, by the tier model.
+    """Per representative, the address ranges its egress reaches on which ports, by the tier model
+    (`space`: port segments, each decided at its first port).
 
     With Calico or admin policies a range one rule opens may be cut by another's Deny, Pass or
     notNets, so the ranges as written would not be the answer. Every rule's range boundary cuts the
     address space into intervals no rule tells apart; each interval is decided once at its first
     address (an address outside the pod network), adjacent intervals with the same ports are
     merged and shown as CIDRs. Pods whose egress the same policies decide share the work."""
-    atoms = _atoms(_egress_nets(engine))
-    if not atoms:
+    nets = _egress_nets(engine)
+    if not nets:  # no rule tells addresses apart: the "external" column is the whole answer
         return tuple(() for _ in reps)
+    atoms = _atoms(nets)
     done: dict[tuple[object, ...], tuple[tuple[str, PortSet], ...]] = {}
     out = []
     for rep in reps:
         applying = engine.applying_policies(rep, EGRESS)
-        # an egress rule's own source side may read the pod's labels: then the labels are in the key
-        reads_labels = any(rule.src for pol in applying for rule in pol.egress)
-        key = (tuple(p.key for p in applying), tuple(sorted(rep.labels.items())) if reads_labels else ())
+        # The destination is an address, so only the applying policies' rules decide; unless a rule's
+        # own source side tests the pod (labels, namespace and its labels, service account, IP):
+        # then this pod's answer is its own.
+        reads_source = any(rule.src for pol in applying for rule in pol.egress)
+        key = (tuple(p.key for p in applying), rep.key if reads_source else "")
         if not applying:
             done[key] = ()  # not egress-isolated: every address is reachable, shown as "external"
         if key not in done:
@@ -242,7 +241,7 @@ def class_connectivity(engine: PolicyEngine, ports: PortSet | None = None,
     dns = tuple(merge((proto, 53, 53) for proto in ("UDP", "TCP")
                       if engine.dns_allowed(rep, dns_pods, proto).allowed) for rep in reps)
     if engine.tiered:
-        blocks = tiered_ip_ranges(engine, reps, union)
+        blocks = tiered_ip_ranges(engine, reps, space)  # per segment: a range may be open on some ports only
     else:
         blocks = tuple(egress_ip_blocks(engine, rep, union) for rep in reps)
     return ClassConnectivity(classes=classes, space=union, pairs=pairs, external=external, dns=dns,
