@@ -614,6 +614,7 @@ class Resolver:
             interval = max(0.2, min(1.0, remaining / 3))
             i = 0
             found: Optional[Tuple[Any, ...]] = None
+            answered_by = servers[0]
             while found is None:
                 try:  # noqa: SIM105 (contextlib: one more module for every pod to compile)
                     socks[i % len(socks)].sendto(query, (servers[i % len(socks)], 53))
@@ -628,7 +629,8 @@ class Resolver:
                     ready = yield from wait_ready(socks, _READ, until)
                     if ready is None:
                         break
-                    found = _receive(ready, servers[socks.index(ready)], qid)
+                    answered_by = servers[socks.index(ready)]
+                    found = _receive(ready, answered_by, qid)
             if found is None:
                 return ("timeout",)
             kind, payload = found
@@ -636,7 +638,8 @@ class Resolver:
                 return ("malformed", payload)
             rcode, truncated, addresses = payload
             if truncated:
-                return (yield from self._query_tcp(query, qid, servers[(i - 1) % len(socks)], deadline))
+                # over TCP to the server that answered (truncated), not to the last one asked
+                return (yield from self._query_tcp(query, qid, answered_by, deadline))
             return ("answer", rcode, addresses)
         finally:
             for sock in socks:

@@ -11,6 +11,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class Zone:
     records: dict[str, list[str]] = field(default_factory=dict)
     servfail: set[str] = field(default_factory=set)
     queries: list[tuple[str, str, int]] = field(default_factory=list)  # (proto, name, qtype)
+    udp_delay: float = 0.0  # seconds before each UDP answer: a slow nameserver
 
 
 def _parse_question(msg: bytes) -> tuple[int, str, int, int]:
@@ -58,6 +60,7 @@ def dns_server(address: str, zone: Zone, port: int = 53) -> Iterator[Zone]:
     class Udp(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             data, sock = self.request
+            time.sleep(zone.udp_delay)
             sock.sendto(answer(zone, data, "udp"), self.client_address)
 
     class Tcp(socketserver.BaseRequestHandler):

@@ -169,6 +169,20 @@ def test_a_silent_first_nameserver_is_retried_on_the_next(tmp_path, loopback_ip)
     assert result(doc, "d")["elapsed_ms"] >= 450
 
 
+def test_a_truncated_answer_is_asked_again_over_tcp_of_the_server_that_gave_it(tmp_path, loopback_ip):
+    # The first nameserver answers (truncated) only after the agent has also asked the second, silent
+    # one: the TCP retry goes to the first, which answered, not to the last one asked.
+    slow = loopback_ip.rsplit(".", 1)[0] + ".1"
+    many = [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(60)]  # > 512 bytes of answers
+    zone = Zone(records={"big.example": many}, udp_delay=0.7)
+    conf = resolv(tmp_path, f"nameserver {slow}\nnameserver {loopback_ip}\n")  # nobody on the second
+    with dns_server(slow, zone):
+        _, doc, _ = run_agent({"version": 1, "timeout": 1.5, "resolv_conf": conf, "checks": [
+            {"id": "d", "kind": "dns", "name": "big.example."}]})
+    assert doc is not None and verdicts(doc) == {"d": "allowed"}, doc
+    assert ("tcp", "big.example", 1) in zone.queries
+
+
 def test_malformed_udp_answer_is_an_error(tmp_path, loopback_ip):
     def reply(sock: socket.socket, query: bytes, peer: tuple[str, int]) -> None:
         sock.sendto(query[:2] + b"\x81\x80\x00", peer)  # our id, a response, cut inside the header
