@@ -319,6 +319,32 @@ def test_expect_html_escapes_pod_names():
     assert [td.text for td in page.root.find_all("td", cls="c")] == ["✓", "✓", "✗"]
 
 
+def test_expect_html_beyond_the_limit_groups_pods_by_namespace():
+    """60 pods in 3 namespaces: one row and column a namespace; a cell says how many pod pairs are allowed."""
+    pods = [f"ns{n}/p{i}" for n in range(3) for i in range(20)]
+
+    def verdict(src: str, dst: str) -> str:
+        s, d = src.split("/")[0], dst.split("/")[0]
+        if s == d:
+            return "allow"
+        return "allow" if (s, d) == ("ns0", "ns1") and dst.endswith(("/p0", "/p1")) else "deny"
+
+    doc = {"pods": pods, "pod_to_pod": [{"port": 80, "protocol": "TCP",
+                                         "matrix": {a: {b: verdict(a, b) for b in pods} for a in pods}}],
+           "external": [{"port": 80, "protocol": "TCP", "matrix": {a: "deny" for a in pods}}],
+           "dns": {a: "allow" for a in pods}}
+    page = Page(render_expect_html(doc))
+    rows = [tr.attrs["data-name"] for tr in page.root.find_all("tr") if "data-name" in tr.attrs]
+    assert rows == ["ns0", "ns1", "ns2"]
+    marks = [td.text for td in page.root.find_all("td", cls="c")]
+    # ns0 → ns0, ns1 (2 of 20 targets x 20 sources = 40 pairs), ns2, DNS, external; then ns1 and ns2
+    assert marks[:5] == ["✓", "◐40", "✗", "✓", "✗"] and len(marks) == 15
+    cell = page.data()["cells"][1]
+    assert cell["w"] == "40 of 400 pod pair(s) allowed" and cell["e"] == "partial"
+    assert cell["r"].startswith("allowed: ns0/p0 → ns1/p0") and "denied: " in cell["r"] and "(+320 more)" in cell["r"]
+    assert len(render_expect_html(doc)) < 1_000_000
+
+
 # ------------------------------------------------------------------------ the CLI
 
 

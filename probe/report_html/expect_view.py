@@ -7,7 +7,22 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .page import EMPTY_CELL, TABLE_END, beside_detail, is_tall, page_html, row_head, table_head, toolbar
+from .page import (
+    EMPTY_CELL,
+    MATRIX_LIMIT,
+    TABLE_END,
+    beside_detail,
+    group_columns,
+    group_row_head,
+    groups,
+    is_tall,
+    page_html,
+    row_head,
+    table_head,
+    toolbar,
+)
+
+GROUP_LISTED = 40  # pod pairs a grouped cell's detail names
 
 
 def verdict_matrix(title: str, rows: Sequence[str], cols: Sequence[str],
@@ -28,6 +43,43 @@ def verdict_matrix(title: str, rows: Sequence[str], cols: Sequence[str],
             cells.append({"src": src, "dst": col, "e": v, "r": reason(src, col), "title": title})
             out.append(f"<td class=\"c f-{'connected' if allow else 'denied'} s-match\" data-c=\"{i}\" "
                        f"aria-label=\"{'allowed' if allow else 'denied'}\">{'✓' if allow else '✗'}</td>")
+        out.append("</tr>")
+    out.append(TABLE_END + "</div>")
+    return "".join(out)
+
+
+def grouped_verdict_matrix(title: str, pods: Sequence[str], extra: Sequence[str],
+                           verdict: Callable[[str, str], str | None], cells: list[dict[str, Any]]) -> str:
+    """Beyond MATRIX_LIMIT pods: the matrix by namespace (pods `ns/name`), the `extra` columns (DNS,
+    external) kept; a cell is ✓ when every pod pair of its two groups is allowed, ✗ when none is,
+    ◐n when n are, and its detail names the pairs allowed (and denied) up to GROUP_LISTED."""
+    namespaces = {p: p.split("/", 1)[0] for p in pods if "/" in p}
+    rows = groups(pods, namespaces)
+    cols: dict[str, list[str]] = {**rows, **{e: [e] for e in extra}}
+    out = [f"<h2>{escape(title)} <small>(by namespace: {len(pods)} pods)</small></h2><div class=\"scroll\">",
+           table_head("from \\ to", group_columns(cols), tall=is_tall(list(cols)))]
+    for g, members in rows.items():
+        out.append(group_row_head(g, members, namespaces, "pods"))
+        for c, targets in cols.items():
+            pairs = [(s, t, verdict(s, t)) for s in members for t in targets]
+            pairs = [(s, t, v) for s, t, v in pairs if v is not None]
+            if not pairs:
+                out.append(EMPTY_CELL)
+                continue
+            allowed = [(s, t) for s, t, v in pairs if v == "allow"]
+            denied = [(s, t) for s, t, v in pairs if v != "allow"]
+            family, mark = (("connected", "✓") if not denied else ("denied", "✗") if not allowed
+                            else ("partial", f"◐{len(allowed)}"))
+            words = f"{len(allowed)} of {len(pairs)} pod pair(s) allowed"
+            listed = "; ".join(
+                f"{name}: " + ", ".join(f"{s} → {t}" for s, t in some[:GROUP_LISTED])
+                + (f" (+{len(some) - GROUP_LISTED} more)" if len(some) > GROUP_LISTED else "")
+                for name, some in (("allowed", allowed), ("denied", denied)) if some)
+            i = len(cells)
+            cells.append({"src": g, "dst": c, "e": "allow" if not denied else "deny" if not allowed else "partial",
+                          "w": words, "r": listed, "title": title})
+            out.append(f"<td class=\"c f-{family} s-match\" data-c=\"{i}\" aria-label=\"{escape(words)}\">"
+                       f"{mark}</td>")
         out.append("</tr>")
     out.append(TABLE_END + "</div>")
     return "".join(out)
@@ -74,8 +126,11 @@ def render_expect_html(doc: Mapping[str, Any]) -> str:
                 found = grid.get(src, {}).get(dst)
             return None if found is None else str(found)
 
-        sections.append(verdict_matrix(f"port {block.get('port')}/{block.get('protocol')}", pods, cols, pick,
-                                       lambda s, d: "", cells))
+        title = f"port {block.get('port')}/{block.get('protocol')}"
+        if len(pods) > MATRIX_LIMIT:
+            sections.append(grouped_verdict_matrix(title, pods, ["DNS", "external"], pick, cells))
+        else:
+            sections.append(verdict_matrix(title, pods, cols, pick, lambda s, d: "", cells))
     if isinstance(doc.get("expect"), Mapping):
         sections += spec_sections(doc, cells)
     body = "\n".join(["<header><h1>netprobe expect: computed connectivity</h1>",

@@ -91,7 +91,7 @@
   }
   function expectDetail(c) {
     var box = el("div");
-    box.appendChild(el("h3", c.src + " \u2192 " + c.dst + ": " + (c.e === "allow" ? "allowed" : "denied")));
+    box.appendChild(el("h3", c.src + " \u2192 " + c.dst + ": " + (c.w || (c.e === "allow" ? "allowed" : "denied"))));
     var dl = el("dl", null, "d");
     pair(dl, "matrix", c.title);
     pair(dl, "decided by", c.r || "(the pod matrix: see `netprobe explain` for the rule)");
