@@ -9,7 +9,7 @@ Contract (README "Agent protocol"):
       {"id": "d1", "kind": "dns", "name": "db"},
       {"id": "h1", "kind": "http", "url": "http://example.com/"}]}
   (a check may carry its own "timeout"). Before the first check, either a readiness gate
-  "gate": {"bound": 2.0, "connect": ["d1"], "block": ["c1"], "timeout": 0.25, "interval": 0.1}
+  "gate": {"bound": 2.0, "connect": ["d1"], "block": ["c1"], "timeout": 0.25, "interval": 0.05}
   (`run_gate`: wait until the pod's policy is observably in force, at most `bound` seconds
   from the agent's start) or a fixed "warmup": seconds to wait, never both;
 - output: one compact JSON document on stdout, {"version": 1, "elapsed_ms", "results":
@@ -61,7 +61,7 @@ TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_LIMIT = 4096
 KINDS = ("tcp", "dns", "http")
 GATE_TIMEOUT = 0.25  # a gate check's timeout: in-cluster answers take milliseconds
-GATE_INTERVAL = 0.1  # the shortest time between the starts of two gate rounds
+GATE_INTERVAL = 0.05  # between the starts of two gate rounds (they overlap: each waits up to GATE_TIMEOUT)
 
 ALLOWED = "allowed"
 BLOCKED = "blocked"
@@ -191,7 +191,9 @@ class Task:
         self.done = False
         self.value: Any = None
         self.error: Optional[Exception] = None
-        self.joiners: List[Task] = []
+        # (task, None): joined, resumed with the outcome; (task, token): waits for the first of
+        # several, resumed with this task unless that wait is over (its token moved on)
+        self.joiners: List[Tuple[Task, Optional[int]]] = []
         self.token = 0  # counts resumptions: a timer or event for an older request is stale
         self.socks: Sequence[socket.socket] = ()
 
@@ -240,9 +242,19 @@ class Scheduler:
             elif kind == "join":
                 other = request[1]
                 if not other.done:
-                    other.joiners.append(task)
+                    other.joiners.append((task, None))
                     return
                 value, error = other.value, other.error
+            elif kind == "first":  # ("first", tasks, deadline): the first of them to finish, or None
+                done = [other for other in request[1] if other.done]
+                if done:
+                    value, error = done[0], None
+                    continue
+                for other in request[1]:
+                    other.joiners.append((task, task.token))
+                self._seq += 1
+                heappush(self._timers, (request[-1], self._seq, task, task.token))
+                return
             else:
                 if kind == "io":
                     task.socks = request[1]
@@ -254,8 +266,11 @@ class Scheduler:
 
     def _finish(self, task: Task, value: Any, error: Optional[Exception]) -> None:
         task.done, task.value, task.error = True, value, error
-        for joiner in task.joiners:
-            self._ready.append((joiner, value, error))
+        for joiner, token in task.joiners:
+            if token is None:  # join: the outcome itself
+                self._ready.append((joiner, value, error))
+            elif joiner.token == token:  # first: this task, unless another one came first
+                self._resume(joiner, task)
         task.joiners = []
 
     def _resume(self, task: Task, value: Any) -> None:
@@ -304,6 +319,11 @@ def spawn(gen: Step[_T]) -> Step[Task]:
 def join(task: Task) -> Step[Any]:
     """The task's return value, once it has one; its exception is raised here."""
     return (yield ("join", task))
+
+
+def first_done(tasks: Sequence[Task], deadline: float) -> Step[Optional[Task]]:
+    """The first of `tasks` to finish (one already done: at once), None at the deadline."""
+    return (yield ("first", tasks, deadline))  # type: ignore[no-any-return]
 
 
 def gather(gens: Sequence[Step[_T]]) -> Step[List[_T]]:
@@ -861,6 +881,13 @@ def _gate_probe(check: Dict[str, Any], resolver: Resolver, timeout: float) -> St
     return verdict
 
 
+def _gate_round(probes: Sequence[Dict[str, Any]], conf: ResolvConf, timeout: float) -> Step[Dict[str, str]]:
+    """One look at every gate check at the same moment: {check id: verdict}."""
+    resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
+    verdicts = yield from gather([_gate_probe(c, resolver, timeout) for c in probes])
+    return {c["id"]: verdicts[i] for i, c in enumerate(probes)}
+
+
 def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     """Wait until this pod's policy is observably in force, or until the gate's bound passes.
 
@@ -869,15 +896,23 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     probe of a denied target reads "blocked" whether or not the policy denies it. A fail-open
     enforcer leaves it un-isolated, so an early probe of a denied target connects. The gate
     therefore polls, with short timeouts, checks the expectations say must connect and checks
-    they say must not, and opens in the first round where every "connect" check connects (not
-    fail-closed any more, for each of them) and every "block" check does not (not fail-open
-    any more): where every polled check already shows what the spec expects of it. Where the
-    plan has no check for one of the conditions, nothing can show it, so the gate waits out
-    the whole bound. The gate only decides when the real checks start: they
-    always run afterwards, and their verdicts are reported as observed.
+    they say must not, and opens on the first round in which every "connect" check connects
+    (not fail-closed any more, for each of them) and every "block" check does not (not fail-open
+    any more): where every polled check already shows what the spec expects of it, at the same
+    moment. Both conditions are judged within one round, never across rounds, so an enforcer
+    that goes from dropping everything to letting everything through before the policy lands
+    cannot open the gate between the two. Where the plan has no check for one of the
+    conditions, nothing can show it, so the gate waits out the whole bound. The gate only
+    decides when the real checks start: they always run afterwards, and their verdicts are
+    reported as observed.
+
+    Rounds overlap: a new one starts every `interval`, without waiting for the previous one's
+    dropped probes to time out, so the gate opens one gate timeout (plus at most one interval)
+    after the policy lands, not up to two timeouts after.
 
     Returns the gate's report: waited_ms, opened (condition-met | bound-reached |
-    no-candidate), rounds, and the last round's verdicts.
+    no-candidate), rounds (started), and the verdicts of the round that opened it (or the
+    last round to finish).
     """
     gate = plan["gate"]
     deadline = started + gate["bound"]
@@ -895,13 +930,27 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     conf = ResolvConf.load(plan["resolv_conf"])
     last = {}  # type: Dict[str, str]
     unmet = ["connect", "block"]
-    while loop_time() + gate["timeout"] <= deadline:
-        round_start = loop_time()
-        report["rounds"] += 1
-        resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
-        probes = connect + block
-        verdicts = yield from gather([_gate_probe(c, resolver, gate["timeout"]) for c in probes])
-        last = {c["id"]: verdicts[i] for i, c in enumerate(probes)}
+    running = []  # type: List[Task]
+    next_round = loop_time()
+    while True:
+        now = loop_time()
+        if now >= next_round and now + gate["timeout"] <= deadline:
+            running.append((yield from spawn(_gate_round(connect + block, conf, gate["timeout"]))))
+            report["rounds"] += 1
+            next_round = now + gate["interval"]
+        if not running:
+            if loop_time() + gate["timeout"] > deadline:
+                break  # no round can finish inside the bound any more
+            yield from sleep_until(next_round)
+            continue
+        wake = next_round if next_round + gate["timeout"] <= deadline else deadline
+        finished = yield from first_done(running, wake)
+        if finished is None:
+            if loop_time() >= deadline:
+                break  # a round still out at the bound opens nothing
+            continue  # time for the next round
+        running.remove(finished)
+        last = finished.value
         unmet = []
         if not all(last[c["id"]] in _GATE_CONNECTED for c in connect):
             unmet.append("connect")
@@ -910,7 +959,6 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
         if not unmet:
             report.update(opened="condition-met", waited_ms=_ms(started), last=last)
             return report
-        yield from sleep_until(min(round_start + gate["interval"], deadline))
     yield from sleep_until(deadline)
     report.update(opened="bound-reached", unmet=unmet, waited_ms=_ms(started), last=last)
     return report

@@ -404,3 +404,24 @@ def test_no_gate_and_no_warmup_probe_at_once_with_no_gate_report(listener):
     _, doc, _ = run_agent({"version": 1, "timeout": 1, "checks": [
         {"id": "open", "kind": "tcp", "host": host, "port": port}]})
     assert doc is not None and "gate" not in doc and verdicts(doc) == {"open": "allowed"}
+
+
+def test_first_done_answers_the_first_task_to_finish_or_none_at_its_deadline():
+    def nap(seconds: float, value: str):
+        yield from agent.sleep_until(time.monotonic() + seconds)
+        return value
+
+    def main():
+        slow = yield from agent.spawn(nap(0.3, "slow"))
+        fast = yield from agent.spawn(nap(0.05, "fast"))
+        started = time.monotonic()
+        nothing_yet = yield from agent.first_done([slow, fast], started + 0.01)
+        first = yield from agent.first_done([slow, fast], started + 5)
+        at_once = yield from agent.first_done([slow, fast], started)  # one is done already
+        second = yield from agent.first_done([slow], started + 5)
+        return nothing_yet, first, at_once, second, time.monotonic() - started
+
+    nothing_yet, first, at_once, second, took = agent.Scheduler().run(main())
+    assert nothing_yet is None
+    assert first.value == "fast" and at_once is first  # the wait that timed out did not swallow it
+    assert second.value == "slow" and 0.25 <= took < 1
