@@ -16,6 +16,7 @@ from agenthelp import AGENT, result, run_agent, verdicts
 from dnsfixture import Zone, answer, dns_server
 
 from probe import agent
+from probe.probepod import agent_program
 
 
 def resolv(tmp_path: Path, text: str) -> str:
@@ -335,6 +336,20 @@ def test_agent_source_is_python38_compatible_syntax():
     source = AGENT.read_text()
     ast.parse(source, feature_version=(3, 8))
     assert "import probe" not in source  # travels alone into the pod
+    # and what the pod runs, the same code without docstrings and comments, as well
+    ast.parse(agent_program(), feature_version=(3, 8))
+    assert ast.dump(ast.parse(agent_program())) == _without_docstrings(ast.parse(source))
+
+
+def _without_docstrings(tree):
+    import ast
+
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def test_large_plan_split_over_several_arguments():

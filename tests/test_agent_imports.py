@@ -1,6 +1,6 @@
 """What the agent imports: every module is compiled again in every probe pod (no .pyc in the image).
 
-The agent runs here as a probe pod runs it, `python3 -c SOURCE PLAN`, under `-X importtime`,
+The agent runs here as a probe pod runs it, `python3 -c BOOTSTRAP PLAN` (the compressed program), under `-X importtime`,
 which names every module imported, and with `-S` so this machine's site-packages cannot add
 modules of their own. asyncio (with concurrent.futures, ssl, ...) cost each pod ~0.3 s of CPU.
 """
@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agenthelp import AGENT
 from dnsfixture import Zone, dns_server
+
+from probe.probepod import agent_bootstrap
 
 HEAVY = {"asyncio", "concurrent.futures", "threading", "typing", "ipaddress", "random"}
 
@@ -23,7 +24,7 @@ HEAVY = {"asyncio", "concurrent.futures", "threading", "typing", "ipaddress", "r
 def imports_of_a_run(plan: dict[str, Any]) -> tuple[set[str], dict[str, Any]]:
     """(modules the agent imported, its result document)."""
     proc = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", AGENT.read_text(encoding="utf-8"), json.dumps(plan)],
+        [sys.executable, "-S", "-X", "importtime", "-c", agent_bootstrap(), json.dumps(plan)],
         capture_output=True, text=True, timeout=60, env={"NETPROBE_TERMINATION_LOG": "/nonexistent"})
     assert proc.returncode == 0, proc.stderr
     modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import binascii
+import hashlib
 import json
+import zlib
 
 import pytest
 
@@ -11,7 +14,14 @@ from probe.model import Expectation, Namespace, Selector, Source, Target, Target
 from probe.observe import observe
 from probe.plan import GATE_CANDIDATES, TargetPods, make_plans
 from probe.pods import Identity, PodInfo, identity_labels, sample_pods
-from probe.probepod import PodSettings, ephemeral_container, probe_job
+from probe.probepod import (
+    AGENT_ANNOTATION,
+    PodSettings,
+    agent_bootstrap,
+    agent_program,
+    ephemeral_container,
+    probe_job,
+)
 
 NS = Namespace("shop")
 
@@ -193,7 +203,13 @@ def test_probe_pod_passes_the_restricted_pod_security_standard(job):
 def test_agent_and_plan_travel_as_argv_data_not_through_a_shell(job):
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:2] == ["python3", "-c"]
-    assert "def main(" in command[2]
+    # the agent travels compressed, and unpacks to exactly the program netprobe says it runs
+    assert command[2] == agent_bootstrap() and len(command[2]) < 16_000
+    packed = command[2].split("a2b_base64('")[1].split("')")[0]
+    assert zlib.decompress(binascii.a2b_base64(packed)).decode() == agent_program()
+    assert "def main(" in agent_program() and '"""' not in agent_program()
+    annotations = job["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[AGENT_ANNOTATION] == hashlib.sha256(agent_program().encode()).hexdigest()
     plan = json.loads(command[3])
     assert plan["version"] == 1 and plan["gate"] == {"bound": 2, "connect": [], "block": []}
     assert "warmup" not in plan
