@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, stop_after_delay
@@ -48,6 +50,9 @@ class ProbePodState:
     unschedulable: str = ""
     deleted: bool = False
     deleting: bool = False  # deletionTimestamp set: evicted, preempted or deleted by someone
+    # A line the agent wrote to its log while it ran, which may be its whole result: read from
+    # the log stream before the kubelet reports the container finished (see watch_probe_pods).
+    log_line: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,16 +279,18 @@ class KubeCluster:
         # (connect, read): older clients (28 among them) silently ignore a float timeout
         self._timeouts = (request_timeout, request_timeout)
         try:
+            cfg = client.Configuration()
             if kubeconfig is None and context is None and _in_cluster():
-                config.load_incluster_config()
-                api_client = client.ApiClient()
+                config.load_incluster_config(client_configuration=cfg)
                 self.context_name = "in-cluster"  # which cluster answered: reports show it (meta.context)
             else:
-                cfg = client.Configuration()
                 config.load_kube_config(config_file=kubeconfig, context=context,
                                         client_configuration=cfg)
-                api_client = client.ApiClient(configuration=cfg)
                 self.context_name = context or config.list_kube_config_contexts(config_file=kubeconfig)[1]["name"]
+            # A watch and a log stream per running probe pod are open at once; a smaller pool
+            # would drop (and log a warning for) every connection beyond it.
+            cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, POOL_SIZE)
+            api_client = client.ApiClient(configuration=cfg)
         except (ConfigException, OSError, TypeError, ValueError) as exc:
             where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
             raise InputError(f"cannot load Kubernetes credentials from {where}"
@@ -293,6 +300,8 @@ class KubeCluster:
                              f"{kubeconfig or '$KUBECONFIG'}: {exc}") from None
         self._discovered: dict[str, set[str]] = {}  # group/version -> served resources (policy CRDs)
         self._client = api_client
+        self._count_lock = threading.Lock()  # log streams are opened from threads of their own
+        self._logs_forbidden = False  # pods/log denied once: not asked again for every pod
 
     def close(self) -> None:
         """Close the client's pooled connections."""
@@ -315,7 +324,7 @@ class KubeCluster:
         """One API request, retried when transient; returns the body as `read` parses it (JSON)."""
 
         def once() -> Any:
-            self.api_calls += 1
+            self._count_call()
             try:
                 resp = _request(self._client, method, path, params, query=query, body=body,
                                 timeout=self._timeouts)
@@ -324,6 +333,10 @@ class KubeCluster:
                 raise _translate(exc, what) from exc
 
         return _retrying(once)
+
+    def _count_call(self) -> None:
+        with self._count_lock:
+            self.api_calls += 1
 
     def _pages(self, what: str, resource: str, namespace: str | None,
                **query: Any) -> Iterator[dict[str, Any]]:
@@ -459,7 +472,87 @@ class KubeCluster:
 
     def watch_probe_pods(self, namespace: str | None, run_id: str,
                          until: Callable[[], bool], deadline: float) -> Iterator[ProbePodState]:
-        """Yield probe pod states until `until()` or the deadline; re-lists once after 410 Gone.
+        """Yield probe pod states until `until()` or the deadline: the watch's, and the log's.
+
+        The agent prints its result before it exits, but the kubelet reports the exit only at its
+        next pod relist (every second on a default kubelet); then the status is written and
+        watched. So each probe pod's log is followed from the moment the watch shows it running
+        (one request per probe pod: O(identities)), and every line read is yielded as the pod's
+        state with `log_line` set; the caller takes a line that is a whole result. The termination
+        message stays the fallback: a log that cannot be read (pods/log forbidden, a proxy that
+        buffers) costs that second, nothing else.
+
+        The watch and the log streams are read in threads of their own and merged here; leaving
+        the generator shuts their connections down.
+        """
+        merged: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+        streams = _Streams()
+        followed: set[tuple[str, str]] = set()
+
+        def pump() -> None:
+            try:
+                for state in self._watch_states(namespace, run_id, stop.is_set, deadline, streams):
+                    merged.put(("state", state))
+                merged.put(("end", None))
+            except BaseException as exc:  # raised in the caller's thread
+                merged.put(("error", exc))
+
+        threading.Thread(target=pump, name=f"netprobe-watch-{run_id}", daemon=True).start()
+        try:
+            while not until():
+                try:
+                    kind, item = merged.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    return
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise item
+                state: ProbePodState = item
+                key = (state.namespace, state.name)
+                if (state.phase == "Running" and state.exit_code is None and not state.deleting
+                        and not state.deleted and key not in followed and not self._logs_forbidden):
+                    followed.add(key)
+                    threading.Thread(target=self._follow_log, args=(state, stop, deadline, streams, merged),
+                                     name=f"netprobe-log-{state.name}", daemon=True).start()
+                yield state
+                if time.monotonic() >= deadline:
+                    return
+        finally:
+            stop.set()
+            streams.abort_all()
+
+    def _follow_log(self, state: ProbePodState, stop: threading.Event, deadline: float,
+                    streams: _Streams, merged: queue.Queue[tuple[str, Any]]) -> None:
+        """Read a running probe pod's log as it is written; queue each line as the pod's state."""
+        self._count_call()
+        try:
+            # The pod's only container. Read timeout: the log may stay silent for the whole run.
+            resp = _request(self._client, "GET", API_PATHS["pod log"],
+                            {"namespace": state.namespace, "name": state.name}, query={"follow": True},
+                            timeout=(self._timeout, max(1.0, deadline - time.monotonic()) + 10))
+        except Exception as exc:
+            if isinstance(_translate(exc, "follow log"), PermissionDenied):
+                self._logs_forbidden = True
+            return  # not started yet, gone, forbidden: its end still comes through the watch
+        streams.add(resp)
+        try:
+            for line in _lines(resp):
+                if stop.is_set():
+                    return
+                merged.put(("state", replace(state, log_line=line.decode("utf-8", "replace"))))
+        except Exception:
+            return  # the stream broke, or was shut down as the watch ended
+        finally:
+            streams.discard(resp)
+            with contextlib.suppress(Exception):
+                resp.close()
+                resp.release_conn()
+
+    def _watch_states(self, namespace: str | None, run_id: str, until: Callable[[], bool],
+                      deadline: float, streams: _Streams) -> Iterator[ProbePodState]:
+        """Probe pod states (LIST, then watch) until `until()` or the deadline; re-lists once after 410 Gone.
 
         The watch stream is read here, line by line, rather than through the client's
         `watch.Watch`: its handling of ERROR events differs across client releases (from 34 on,
@@ -483,7 +576,7 @@ class KubeCluster:
                 resource_version = version
                 continue
             window = max(1, min(int(deadline - time.monotonic()), 60))
-            self.api_calls += 1
+            self._count_call()
             try:
                 resp = _request(self._client, "GET", path, params, query={
                     "labelSelector": selector, "watch": True, "resourceVersion": resource_version,
@@ -498,6 +591,7 @@ class KubeCluster:
                     raise err from exc
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
                 continue
+            streams.add(resp)
             try:
                 for event in _watch_events(resp, what):
                     kind, obj = event.get("type"), event.get("object") or {}
@@ -524,6 +618,7 @@ class KubeCluster:
                 if not isinstance(broken, TransientError):
                     raise broken from exc
             finally:
+                streams.discard(resp)
                 resp.close()
                 with contextlib.suppress(Exception):
                     resp.release_conn()
@@ -574,22 +669,65 @@ class KubeCluster:
                 return items
 
 
-def _watch_events(resp: Any, what: str) -> Iterator[dict[str, Any]]:
-    """The JSON events of a watch response (one per line), as they arrive."""
+def _lines(resp: Any) -> Iterator[bytes]:
+    """The non-empty lines of a streamed response, each as soon as its newline arrives."""
     buffer = b""
     for chunk in resp.stream(amt=None, decode_content=False):
         buffer += chunk if isinstance(chunk, bytes) else str(chunk).encode()
         *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                raise TransientError(f"{what}: malformed watch event {line[:100]!r}") from None
-            if not isinstance(event, dict):
-                raise TransientError(f"{what}: malformed watch event {line[:100]!r}")
-            yield event
+        yield from (line for line in lines if line.strip())
+
+
+class _Streams:
+    """The responses being read in other threads, to shut down when the watch ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[Any] = set()
+        self._closed = False
+
+    def add(self, resp: Any) -> None:
+        with self._lock:
+            self._open.add(resp)
+            closed = self._closed
+        if closed:  # opened after the end: shut down at once
+            _shutdown(resp)
+
+    def discard(self, resp: Any) -> None:
+        with self._lock:
+            self._open.discard(resp)
+
+    def abort_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            responses = list(self._open)
+        for resp in responses:
+            _shutdown(resp)
+
+
+def _shutdown(resp: Any) -> None:
+    """Wake a thread blocked reading `resp`: shut its socket down (closing alone does not wake a recv)."""
+    with contextlib.suppress(Exception):
+        if hasattr(resp, "shutdown"):  # urllib3 >= 2.3
+            resp.shutdown()
+            return
+        sock = getattr(getattr(resp, "_connection", None), "sock", None)  # older urllib3
+        if sock is not None:
+            import socket
+
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch_events(resp: Any, what: str) -> Iterator[dict[str, Any]]:
+    """The JSON events of a watch response (one per line), as they arrive."""
+    for line in _lines(resp):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise TransientError(f"{what}: malformed watch event {line[:100]!r}") from None
+        if not isinstance(event, dict):
+            raise TransientError(f"{what}: malformed watch event {line[:100]!r}")
+        yield event
 
 
 def _status_error(status: Mapping[str, Any], what: str) -> ClusterError:
@@ -603,6 +741,7 @@ def _status_error(status: Mapping[str, Any], what: str) -> ClusterError:
     return ClusterError(message, status=code or None)
 
 
+POOL_SIZE = 128  # connections kept per API server: a watch and a log stream per running probe pod
 PAGE_SIZE = 500  # items per LIST page: bounds the memory one response needs
 
 # Written by every controller and kubectl, read by no part of netprobe, often most of an object.

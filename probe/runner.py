@@ -213,6 +213,16 @@ class Runner:
         """Turn a probe pod's state into results, a failure, or nothing yet."""
         if plan.index in rnd.results or plan.index in rnd.failures:
             return
+        if state.log_line:
+            # A line of the running agent's log: its result if the line is a whole one (the agent
+            # prints it before exiting, a second or so before the kubelet reports the exit).
+            try:
+                rnd.results[plan.index] = observe(plan, parse_agent_output(state.log_line))
+            except ValueError:
+                return  # some other line; the pod's end still comes through the watch
+            self._note_gate(plan, parse_agent_gate(state.log_line), parse_agent_elapsed(state.log_line),
+                            source="its log")
+            return
         if state.waiting_reason in _IMAGE_FAILURES:
             self._fail_plan(rnd, plan, f"image {self.options.pods.image!r} cannot be pulled "
                             f"({state.waiting_reason}: {state.waiting_message})")
@@ -240,7 +250,8 @@ class Runner:
                     except (ValueError, ProbeError):
                         self._fail_plan(rnd, plan, f"unreadable agent output: {exc}")
                 if plan.index in rnd.results:
-                    self._note_gate(plan, parse_agent_gate(output), parse_agent_elapsed(output))
+                    self._note_gate(plan, parse_agent_gate(output), parse_agent_elapsed(output),
+                                    source="its termination message")
             else:
                 tail = (output.strip().splitlines() or [""])[-1][:300]
                 self._fail_plan(rnd, plan, f"the agent crashed (exit code {state.exit_code}, "
@@ -251,14 +262,15 @@ class Runner:
                 why = "deadline exceeded (activeDeadlineSeconds) before the agent finished"
             self._fail_plan(rnd, plan, f"{why} {state.message}".strip())
 
-    def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None, agent_ms: int | None) -> None:
+    def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None, agent_ms: int | None,
+                   source: str) -> None:
         """Keep a probe pod's gate report for the run's JSON (meta.gates); say where its time went (-v)."""
         if plan.index in self._created_at:
-            # Job creation -> result seen = pod start-up + the agent's run + status reporting.
+            # Job creation -> result seen = pod start-up + the agent's run + reporting it.
             seen = time.monotonic() - self._created_at[plan.index]
             ran = f"{agent_ms / 1000:.2f}s" if agent_ms is not None else "?"
-            self.log(f"probe pod {plan.index}: result {seen:.2f}s after its Job was created "
-                     f"(agent ran {ran}; start-up and status reporting {seen - (agent_ms or 0) / 1000:.2f}s)")
+            self.log(f"probe pod {plan.index}: result read from {source} {seen:.2f}s after its Job was "
+                     f"created (agent ran {ran}; start-up and reporting {seen - (agent_ms or 0) / 1000:.2f}s)")
         if gate is None:
             return
         entry = {"probe_pod": plan.index, "identity": plan.identity.describe(),

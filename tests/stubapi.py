@@ -136,18 +136,22 @@ class StubAPI:
 
     def __init__(self, *, version: tuple[int, int] = (1, 31), page_limit_cap: int = 0,
                  job_controller: bool = True, kubelet: str = "run", kubelet_delay: float = 0.0,
-                 ttl_controller: bool = True) -> None:
+                 kubelet_report_delay: float = 0.0, ttl_controller: bool = True) -> None:
         self.version = version
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (resource, ns, name) -> obj
         self.events: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, type, resource, obj)
         self.rv = 100
         self.compacted = 0  # a watch from a resourceVersion below this one gets 410 Gone
-        self.logs: dict[tuple[str, str, str], str] = {}  # (ns, pod, container) -> log
+        self.logs: dict[tuple[str, str, str], str] = {}  # (ns, pod, container) -> log, written as it runs
+        self.running: set[tuple[str, str, str]] = set()  # containers whose log may still grow
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
         self.job_controller = job_controller
         self.kubelet = kubelet  # "run": run containers locally | "hold": leave pods Pending
         self.kubelet_delay = kubelet_delay  # seconds before a pod's container starts
+        # seconds between a container's exit and its terminated status (a real kubelet sees the
+        # exit at its next pod relist, every second)
+        self.kubelet_report_delay = kubelet_report_delay
         self.ttl_controller = ttl_controller
         self.page_limit_cap = page_limit_cap
         self._cond = threading.Condition()
@@ -313,15 +317,32 @@ class StubAPI:
         if self.kubelet == "run":
             self._spawn(self._run_pod, meta["namespace"], pod["metadata"]["name"], meta["name"])
 
-    def _execute(self, container: Mapping[str, Any]) -> tuple[int, str, str]:
-        """Run a container's command locally: (exit code, log, termination message)."""
+    def _execute(self, container: Mapping[str, Any], key: tuple[str, str, str]) -> tuple[int, str, str]:
+        """Run a container's command locally, its output logged under `key` line by line as it comes
+        (stdout and stderr together, as the kubelet serves a log): (exit code, log, termination message)."""
         with tempfile.TemporaryDirectory() as tmp:
             term = os.path.join(tmp, "termination-log")
-            proc = subprocess.run(list(container["command"]) + list(container.get("args") or []),
-                                  capture_output=True, text=True, timeout=120,
-                                  env={"NETPROBE_TERMINATION_LOG": term, "PATH": os.environ.get("PATH", "")})
+            with self._cond:
+                self.logs[key] = ""
+                self.running.add(key)
+            try:
+                with subprocess.Popen(list(container["command"]) + list(container.get("args") or []),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env={"NETPROBE_TERMINATION_LOG": term,
+                                           "PATH": os.environ.get("PATH", "")}) as proc:
+                    assert proc.stdout is not None
+                    for line in proc.stdout:
+                        with self._cond:
+                            self.logs[key] += line
+                            self._cond.notify_all()
+                    proc.wait(timeout=120)
+            finally:
+                with self._cond:
+                    self.running.discard(key)
+                    self._cond.notify_all()
             message = Path(term).read_text()[:TERMINATION_LIMIT] if os.path.exists(term) else ""
-        log = proc.stdout + proc.stderr
+        with self._cond:
+            log = self.logs[key]
         if not message and proc.returncode != 0 and \
                 container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
             message = "\n".join(log.splitlines()[-80:])[-2048:]
@@ -340,9 +361,9 @@ class StubAPI:
                 {"name": container["name"], "ready": False, "state": {"running": {"startedAt": "now"}}}])
 
         self.update("pods", ns, name, running)
-        code, log, message = self._execute(container)
-        with self._cond:
-            self.logs[(ns, name, container["name"])] = log
+        code, _, message = self._execute(container, (ns, name, container["name"]))
+        if self._stopping.wait(self.kubelet_report_delay):
+            return
 
         def terminated(obj: dict[str, Any]) -> None:
             obj["status"].update(phase="Succeeded" if code == 0 else "Failed", containerStatuses=[
@@ -363,9 +384,7 @@ class StubAPI:
     def _run_ephemeral(self, ns: str, pod: str, container: dict[str, Any]) -> None:
         if self._stopping.wait(self.kubelet_delay):
             return
-        code, log, message = self._execute(container)
-        with self._cond:
-            self.logs[(ns, pod, container["name"])] = log
+        code, _, message = self._execute(container, (ns, pod, container["name"]))
 
         def terminated(obj: dict[str, Any]) -> None:
             statuses = obj.setdefault("status", {}).setdefault("ephemeralContainerStatuses", [])
@@ -398,7 +417,7 @@ class StubAPI:
                 return parts[0], ns, parts[1] if len(parts) > 1 else "", "/".join(parts[2:])
         raise ApiError(404, "NotFound", f"the server could not find the requested resource ({method} {path})")
 
-    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> dict[str, Any] | str:
+    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> dict[str, Any] | str | LogFollow:
         if path.rstrip("/") == "/version":
             major, minor = self.version
             return {"major": str(major), "minor": str(minor), "gitVersion": f"v{major}.{minor}.0"}
@@ -406,6 +425,8 @@ class StubAPI:
         with self._cond:
             if method == "GET" and not name:
                 return self._list(resource, ns, query)
+            if method == "GET" and sub == "log" and parse_bool(query.get("follow")):
+                return self._follow(ns, name, query)
             if method == "GET" and sub == "log":
                 return self._log(ns, name, query)
             if method == "GET" and not sub:
@@ -454,6 +475,27 @@ class StubAPI:
             meta["remainingItemCount"] = len(items) - offset - limit
         return {"kind": f"{_KINDS[resource]}List", "apiVersion": _API_VERSIONS.get(resource, "v1"),
                 "metadata": meta, "items": page}
+
+    def _follow(self, ns: str, name: str, query: dict[str, str]) -> LogFollow:
+        """A followed log (follow=true): what is there, then each line as it is written, until the
+        container exits; the same errors as a plain read before it started."""
+        self._log(ns, name, query)
+        pod = self.objects[("pods", ns, name)]
+        return LogFollow((ns, name, query.get("container") or pod["spec"]["containers"][0]["name"]))
+
+    def follow_lines(self, key: tuple[str, str, str]) -> Iterator[str]:
+        sent = 0
+        while not self._stopping.is_set():
+            with self._cond:
+                log, done = self.logs.get(key, ""), key not in self.running
+                if len(log) == sent and not done:
+                    self._cond.wait(0.2)
+                    continue
+            if len(log) > sent:
+                yield log[sent:]
+                sent = len(log)
+            elif done:
+                return
 
     def _log(self, ns: str, name: str, query: dict[str, str]) -> str:
         pod = self.objects.get(("pods", ns, name))
@@ -559,6 +601,13 @@ class StubAPI:
                 yield {"type": kind, "object": obj}
 
 
+@dataclass(frozen=True)
+class LogFollow:
+    """A followed log: the handler streams it (see StubAPI.follow_lines)."""
+
+    key: tuple[str, str, str]
+
+
 class _Handler(BaseHTTPRequestHandler):
     api: StubAPI
     protocol_version = "HTTP/1.1"
@@ -599,6 +648,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream(api.watch_events(resource, ns, query, fault))
                 return
             result = api.handle(self.command, url.path, query, body)
+            if isinstance(result, LogFollow):
+                self._stream_text(api.follow_lines(result.key))
+                return
         except ApiError as exc:
             self._send(exc.status, status_doc(exc.status, exc.reason, exc.message), exc.headers)
             return
@@ -607,6 +659,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
             return
         self._send(201 if self.command == "POST" else 200, result)
+
+    def _stream_text(self, pieces: Iterator[str]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for piece in pieces:
+                data = piece.encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _stream(self, events: Iterator[dict[str, Any]]) -> None:
         self.send_response(200)

@@ -84,8 +84,13 @@ def test_a_run_sends_exactly_these_api_requests(stub, kube_for, listener):
     watches = [r for r in stub.requests if r.is_watch]
     assert len(watches) == 1 and watches[0].query.pop("resourceVersion").isdigit() \
         and 1 <= int(watches[0].query.pop("timeoutSeconds")) <= 60
+    # The log of a probe pod the watch saw running is followed (its result arrives before the
+    # kubelet reports the exit); these agents finish in milliseconds, so a pod may be seen only
+    # once it has finished, and then it is not.
+    follows = [r for r in stub.requests if r.path.endswith("/log")]
+    assert len(follows) <= 2 and all(r.method == "GET" and r.query == {"follow": "true"} for r in follows)
     # sources are listed concurrently: the order of the first two is not fixed
-    sent = sorted((r.method, r.path, sorted(r.query.items())) for r in stub.requests)
+    sent = sorted((r.method, r.path, sorted(r.query.items())) for r in stub.requests if r not in follows)
     page = [("limit", "500")]
     assert sent == sorted([
         ("GET", "/api/v1/namespaces/default/pods", [("labelSelector", "app=api"), *page]),
@@ -132,7 +137,9 @@ def test_ttl_0_still_reads_a_result_too_large_for_the_termination_message(stub, 
 
 def test_a_log_that_is_gone_fails_that_plan_only(stub, kube_for, listener):
     add_sources(stub, "api", "web")
-    stub.fault("GET", "/log$", "status", status=404, message='pods "x" not found', times=1)
+    # no result from a followed log: both results must be read from the finished pods' logs
+    stub.fault("GET", "/log$", "status", status=404, message="not now", times=99, query="follow=true")
+    stub.fault("GET", "/log$", "status", status=404, message='pods "x" not found', times=1, query="tailLines")
     big = spec(listener[1], ("api", "web"), extra_targets=60)
     result = Runner(kube_for(stub), big, FAST).run()
     errors = [c for c in result.cells if c.observed is Verdict.ERROR]
@@ -196,3 +203,51 @@ def test_ephemeral_plans_are_not_polled_before_they_are_launched(stub, kube_for,
         first_patch = seen.index("PATCH")
         # before its PATCH: one GET (the current ephemeral containers), no status polls
         assert seen[:first_patch] == ["GET"], seen
+
+
+# -- the result read from the followed log (the kubelet reports an exit only at its next relist)
+
+
+def probe_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith(("netprobe-log-", "netprobe-watch-"))]
+
+
+def test_the_result_is_read_from_the_log_before_the_kubelet_reports_the_exit(kube_for, listener):
+    # A kubelet that reports the exit 4 s after it: the run ends long before, from the log.
+    with StubAPI(kubelet_report_delay=4.0) as stub:
+        add_sources(stub, "api", "web")
+        # a fixed 0.5 s warm-up keeps each agent running while the watch sees it Running
+        opts = RunOptions(warmup=0.5, warmup_mode="fixed", pods=PodSettings(startup_timeout=10.0),
+                          overall_timeout=60.0)
+        lines: list[str] = []
+        started = time.monotonic()
+        result = Runner(kube_for(stub), spec(listener[1]), opts, log=lines.append).run()
+        took = time.monotonic() - started
+        assert result.exit_code == 0, [c.detail for c in result.cells]
+        assert result.cell("api", "db").observed is Verdict.ALLOWED
+        assert took < 3.5, lines
+        follows = [r for r in stub.requests if r.path.endswith("/log")]
+        assert len(follows) == 2 and all(r.query == {"follow": "true"} for r in follows)
+        assert sum("result read from its log" in line for line in lines) == 2, lines
+        # nothing is left reading: the watch and both log streams were shut down with the round
+        deadline = time.monotonic() + 2
+        while probe_threads() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert probe_threads() == []
+
+
+def test_a_forbidden_log_costs_only_time_the_termination_message_still_tells(kube_for, listener):
+    with StubAPI(kubelet_report_delay=0.5) as stub:
+        add_sources(stub, "api", "web")
+        stub.fault("GET", "/log$", "status", status=403, message="pods/log is forbidden", times=99)
+        opts = RunOptions(warmup=0.5, warmup_mode="fixed", pods=PodSettings(startup_timeout=10.0),
+                          overall_timeout=60.0)
+        lines: list[str] = []
+        result = Runner(kube_for(stub), spec(listener[1], expect_db="deny"), opts, log=lines.append).run()
+        # the agents connected: a leak on an expected deny, reported from the termination message
+        assert result.exit_code == 1 and result.cell("api", "db").observed is Verdict.ALLOWED
+        assert sum("result read from its termination message" in line for line in lines) == 2, lines
+        # forbidden once: not asked again for every pod (both may have asked before the first answer)
+        assert 1 <= len(stub.requests_to("GET", "/log$")) <= 2
