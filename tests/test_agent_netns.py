@@ -172,15 +172,11 @@ def gate_opened_at(doc: dict[str, Any], finished: float) -> float:
     return finished - (doc["elapsed_ms"] - doc["gate"]["waited_ms"]) / 1000
 
 
-@pytest.fixture
-def serving_port(pod: Pod) -> Iterator[int]:
-    """A listener on the host side that accepts (and closes) every connection, as a server does.
-
-    The fixture's other listeners never accept: a few gate rounds fill their backlog, and a
-    full accept queue drops SYNs -- a drop that is the test's doing, not a policy's.
-    """
+@contextmanager
+def accepting_listener(host: str) -> Iterator[int]:
+    """A listener that accepts (and closes) every connection, as a server does: its port."""
     server = socket.socket()
-    server.bind((pod.host_ip, 0))
+    server.bind((host, 0))
     server.listen(64)
     server.settimeout(0.2)
     stop = threading.Event()
@@ -201,6 +197,30 @@ def serving_port(pod: Pod) -> Iterator[int]:
         stop.set()
         thread.join()
         server.close()
+
+
+@pytest.fixture
+def serving_port(pod: Pod) -> Iterator[int]:
+    """An accepting listener on the host side.
+
+    The fixture's other listeners never accept: a few gate rounds fill their backlog, and a
+    full accept queue drops SYNs -- a drop that is the test's doing, not a policy's.
+    """
+    with accepting_listener(pod.host_ip) as port:
+        yield port
+
+
+@pytest.fixture
+def denied_port(pod: Pod) -> Iterator[int]:
+    """An accepting listener that the pod's egress drops, as a policy would: a deny that answers
+    whenever the pod is un-isolated (a full backlog would make a fail-open start look isolated)."""
+    with accepting_listener(pod.host_ip) as port:
+        rule = ["-d", pod.host_ip, "-p", "tcp", "--dport", str(port), "-j", "DROP"]
+        iptables(pod.netns, "-A", "OUTPUT", *rule)
+        try:
+            yield port
+        finally:
+            iptables(pod.netns, "-D", "OUTPUT", *rule)
 
 
 def gated_and_ungated(pod: Pod, checks: list[dict[str, Any]], gate: dict[str, Any]
@@ -226,10 +246,11 @@ def gated_and_ungated(pod: Pod, checks: list[dict[str, Any]], gate: dict[str, An
     return doc_g, doc_u, finished
 
 
-def test_gate_waits_out_a_fail_closed_start_and_a_leak_still_shows(pod: Pod, serving_port: int) -> None:
+def test_gate_waits_out_a_fail_closed_start_and_a_leak_still_shows(pod: Pod, serving_port: int,
+        denied_port: int) -> None:
     # Calico-like: every packet of the new pod is dropped until its policy is programmed.
     checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]},
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
               # expected deny but open: a real leak, deliberately not a gate check
               {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
     gate = {"bound": 6, "connect": ["allowed"], "block": ["denied"]}
@@ -249,10 +270,11 @@ def test_gate_waits_out_a_fail_closed_start_and_a_leak_still_shows(pod: Pod, ser
     assert report["last"] == {"allowed": "allowed", "denied": "blocked"}
 
 
-def test_gate_waits_out_a_fail_open_start(pod: Pod, serving_port: int) -> None:
+def test_gate_waits_out_a_fail_open_start(pod: Pod, serving_port: int,
+        denied_port: int) -> None:
     # Fail-open enforcer: the new pod is un-isolated until its policy is programmed.
     checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port}]
     gate = {"bound": 6, "connect": ["allowed"], "block": ["denied"]}
     with for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "ACCEPT"]) as removed:
         gated, ungated, finished = gated_and_ungated(pod, checks, gate)
@@ -264,13 +286,13 @@ def test_gate_waits_out_a_fail_open_start(pod: Pod, serving_port: int) -> None:
 
 
 def test_gate_judges_each_round_alone_so_a_dead_then_open_start_does_not_open_it(
-        pod: Pod, serving_port: int) -> None:
+        pod: Pod, serving_port: int, denied_port: int) -> None:
     # An enforcer that first drops everything, then lets everything through, and only then
     # isolates the pod. A round from the dead phase saw the deny blocked and one from the open
     # phase saw the allow connect: together they would open the gate while the pod is still
     # un-isolated. Only a round that saw both at once may open it.
     checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port}]
     gate = {"bound": 6, "connect": ["allowed"], "block": ["denied"]}
     with for_the_first(1.4, pod.netns, ["-d", pod.host_ip, "-j", "ACCEPT"]) as isolated, \
             for_the_first(0.7, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]) as programmed:
