@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -440,3 +441,24 @@ def test_first_done_answers_the_first_task_to_finish_or_none_at_its_deadline():
     assert nothing_yet is None
     assert first.value == "fast" and at_once is first  # the wait that timed out did not swallow it
     assert second.value == "slow" and 0.25 <= took < 1
+
+
+def test_the_c_json_codec_writes_and_reads_what_the_json_module_does(monkeypatch):
+    doc = {"version": 1, "elapsed_ms": 2012, "results": [
+        {"id": "t0", "verdict": "blocked", "elapsed_ms": 2000, "detail": "no answer from 203.0.113.13:80 within 2s",
+         "history": ["blocked"], "attempts": 1},
+        {"id": "d\u00e9", "verdict": "allowed", "detail": 'quote " backslash \\ tab \t ctrl \x01 \u2603',
+         "ratio": 0.1, "big": 10 ** 20, "none": None, "flag": False}],
+        "gate": {"mode": "gate", "bound_s": 2.0, "last": {}}}
+    expected = json.dumps(doc, separators=(",", ":"))
+    loads, dumps = agent._json_codec()
+    assert loads is not json.loads  # the C scanner, not the module
+    assert dumps(doc) == expected and loads(expected) == doc and loads(f"  {expected}\n") == doc
+    with pytest.raises(ValueError, match="Expecting"):  # json's own message for malformed text
+        loads('{"version": 1,')
+    with pytest.raises(ValueError, match="Extra data"):
+        loads('{"a": 1} x')
+    # an interpreter without _json: the json module stands in, with the same output
+    monkeypatch.setitem(sys.modules, "_json", None)
+    loads, dumps = agent._json_codec()
+    assert loads is json.loads and dumps(doc) == expected
