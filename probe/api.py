@@ -55,7 +55,6 @@ def run(
     image_pull_policy, same_node, ttl_seconds, startup_timeout, ...
     Raises NetprobeError subclasses (InputError: bad input, ProbeError: could not probe).
     """
-    from .analysis import compare, expect_spec, world_from_cluster
     from .baseline import expectations_from_baseline, load_baseline
 
     if run_options is None:
@@ -79,6 +78,8 @@ def run(
     expected_by: dict[tuple[str, str], str] | None = None
     warnings: list[str] = []
     if from_policies:
+        from .analysis import compare, expect_spec, world_from_cluster  # the policy engine: ~15 ms to import
+
         world = dataclasses.replace(world_from_cluster(cluster), ipblock_matches_pods=ipblock_pods)
         computed, reasons, warnings = expect_spec(loaded, world.engine(), world.pods, world.services)
         warnings = [*world.all_warnings(), *warnings]

@@ -15,12 +15,11 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from . import __version__
-from .analysis import World, explain_text
 from .errors import EXIT_CANNOT_PROBE, InputError, NetprobeError
 from .model import RunResult
 from .probepod import DEFAULT_IMAGE, PodSettings
@@ -28,6 +27,13 @@ from .report import FORMATS, render, use_colour
 from .result import load_result
 from .runner import RunOptions, finish_cleanups
 from .spec import load_spec, parse_duration
+
+if TYPE_CHECKING:
+    from .analysis import World
+
+# probe.analysis (the policy engine, ~15 ms to import) is imported by the commands that use it:
+# `netprobe run` needs it only with --from-policies (probe/api.py), and should not pay for it before
+# its first API request (tests/test_cli.py::test_run_imports_nothing_it_does_not_need_before_its_first_api_request).
 
 app = typer.Typer(
     name="netprobe",
@@ -463,7 +469,7 @@ def explain(
       netprobe explain shop/api-7d9 shop/db-0 --port 5432
       netprobe explain default/api default/db --port 5432 -f examples/tutorial/
     """
-    from .analysis import endpoint_for
+    from .analysis import endpoint_for, explain_text
 
     proto = _ports([port], [protocol])[0][1]
     world = guarded(lambda: _world(files, "default", kubeconfig, context, ipblock_pods))

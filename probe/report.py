@@ -7,15 +7,15 @@ and read back by `netprobe report` and `--baseline`) is probe/result.py.
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import TextIO
-
-from tabulate import tabulate
 
 from .errors import InputError
 from .model import Cell, RunResult, Verdict
 from .result import to_json
+
+# tabulate (~25 ms with wcwidth) and xml.etree are imported by the renderers that use them, not here:
+# `netprobe run` imports this module before its first API request, and renders once the probing is over.
 
 FORMATS = ("table", "json", "junit", "markdown", "html")
 
@@ -106,6 +106,8 @@ def _sections(result: RunResult) -> list[tuple[str, list[str]]]:
 
 def render_table(result: RunResult, *, colour: bool = False) -> str:
     """Rows = sources, columns = targets; mismatches flagged ‼ and explained underneath."""
+    from tabulate import tabulate
+
     rows = []
     for src in result.sources:
         row = [src]
@@ -125,6 +127,8 @@ def render_table(result: RunResult, *, colour: bool = False) -> str:
 
 def render_markdown(result: RunResult) -> str:
     """A GitHub-flavoured markdown table plus the lists of mismatches and unprobed cells."""
+    from tabulate import tabulate
+
     present = {(c.source, c.target) for c in result.cells}
     rows = [[f"**{src}**"] + [
         _cell_text(result.cell(src, tgt), False).replace("‼", "**‼**") if (src, tgt) in present else "-"
@@ -162,6 +166,8 @@ def _junit_out(c: Cell) -> str:
 
 def render_junit(result: RunResult) -> str:
     """JUnit XML: one testcase per cell; failures carry the reason, errors the probe failure."""
+    import xml.etree.ElementTree as ET
+
     suite = ET.Element("testsuite", {
         "name": "netprobe",
         "tests": str(len(result.cells) + len(result.drift) + len(result.problems)),

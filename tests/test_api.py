@@ -31,6 +31,30 @@ def test_public_api_is_small_and_pinned():
                                      "load_spec", "parse_spec", "render", "run", "to_dict", "to_json"]
 
 
+def test_public_names_are_imported_on_first_use():
+    script = textwrap.dedent("""
+        import sys
+        import probe
+        assert "probe.api" not in sys.modules and "probe.report" not in sys.modules, sorted(sys.modules)
+        assert callable(probe.runner.finish_cleanups)  # a submodule, not imported: README, "Python API"
+        from probe import Spec, run
+        import probe.api, probe.report, probe.result, probe.spec
+        assert run is probe.api.run and probe.render is probe.report.render and Spec is probe.spec.Spec
+        assert probe.to_json is probe.result.to_json and probe.NetprobeError.__module__ == "probe.errors"
+        assert all(getattr(probe, name) is not None for name in probe.__all__)
+        assert set(probe.__all__) <= set(dir(probe))
+        try:
+            probe.no_such_name
+        except AttributeError as exc:
+            assert "no_such_name" in str(exc)
+        else:
+            raise AssertionError("probe.no_such_name")
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.stdout == "ok\n", proc.stderr
+
+
 def test_run_returns_a_result_with_ok_mismatches_cells_and_json(listener, closed_port):
     cluster = FakeCluster(pods=pods("api") + pods("web"))
     result = probe.run(spec_for(listener[1], closed_port, expect_db="deny"), cluster=cluster, warmup=0,

@@ -85,6 +85,37 @@ def test_run_with_unreachable_cluster_exits_3_without_traceback(tmp_path):
     assert "cannot reach the API server" in proc.stderr and "Traceback" not in proc.stderr
 
 
+# Issue 12: `netprobe run` pays for no import it does not need before its first API request. Each of these
+# is imported by the command or format that uses it (the policy engine: explain, lint, expect,
+# --from-policies; tabulate: table/markdown output; xml.etree: junit): together ~40 ms of imports.
+NOT_ON_THE_RUN_PATH = ("probe.analysis", "probe.policy", "probe.workloads", "probe.manifests", "probe.expect_report",
+                       "probe.report_html", "tabulate", "wcwidth", "xml.etree.ElementTree")
+
+
+def test_run_imports_nothing_it_does_not_need_before_its_first_api_request(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    script = (
+        "import sys\n"
+        "from probe.cli import app\n"
+        "try:\n"
+        "    app(['run', '-f', sys.argv[1], '--kubeconfig', sys.argv[2], '-o', 'json'], prog_name='netprobe')\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code)\n"
+        "print(' '.join(sorted(m for m in sys.modules if m == 'kubernetes' or m in sys.argv[3:])))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(TUTORIAL), str(kubeconfig), *NOT_ON_THE_RUN_PATH],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={"NETPROBE_API_RETRY_BUDGET": "0", "PATH": "/usr/bin:/bin"})
+    # It got as far as its first API request, so it has imported everything it imports before one ...
+    assert "cannot reach the API server" in proc.stderr, proc.stderr
+    # ... and nothing it does not need.
+    assert proc.stdout.split("\n")[:2] == ["3", "kubernetes"], proc.stdout
+
+
 def test_run_with_bad_kubeconfig_exits_2(tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("this: [is not a kubeconfig")
