@@ -199,7 +199,8 @@ def test_settle_keeps_a_round_one_leak_a_mismatch_even_once_settled(toggle, clos
 
 def test_settle_that_never_settles_reports_unstable_cells_not_a_chosen_round(toggle, closed_port):
     cluster = FakeCluster(pods=pods("api"), on_create=toggle(closed_port, lambda i: i % 2 == 1))
-    opts = RunOptions(warmup=0.0, settle=0.1, pods=PodSettings(startup_timeout=2.0))
+    # A window that is always over after two rounds: with 0.1 s, a fast machine fitted a third round in.
+    opts = RunOptions(warmup=0.0, settle=0.001, pods=PodSettings(startup_timeout=2.0))
     result = Runner(cluster, _one_target_spec(closed_port, "allow"), opts).run()
     db = result.cell("api", "db")
     assert db.history == (Verdict.REFUSED, Verdict.ALLOWED)  # the last round connected, as expected...
