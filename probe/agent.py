@@ -65,6 +65,9 @@ TERMINATION_LIMIT = 4096
 KINDS = ("tcp", "dns", "http")
 GATE_TIMEOUT = 0.25  # a gate check's timeout: in-cluster answers take milliseconds
 GATE_INTERVAL = 0.05  # between the starts of two gate rounds (they overlap: each waits up to GATE_TIMEOUT)
+# At most this many gate rounds out at once: where the targets answer slowly rather than not at
+# all (a loaded cluster DNS), a round every interval would multiply the load on them.
+GATE_IN_FLIGHT = 3
 
 ALLOWED = "allowed"
 BLOCKED = "blocked"
@@ -968,9 +971,9 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     decides when the real checks start: they always run afterwards, and their verdicts are
     reported as observed.
 
-    Rounds overlap: a new one starts every `interval`, without waiting for the previous one's
-    dropped probes to time out, so the gate opens one gate timeout (plus at most one interval)
-    after the policy lands, not up to two timeouts after.
+    Rounds overlap: a new one starts every `interval` (while fewer than GATE_IN_FLIGHT are out),
+    without waiting for the previous one's dropped probes to time out, so the gate opens one gate
+    timeout (plus about a third of one) after the policy lands, not up to two timeouts after.
 
     Returns the gate's report: waited_ms, opened (condition-met | bound-reached |
     no-candidate), rounds (started), and the verdicts of the round that opened it (or the
@@ -996,7 +999,7 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     next_round = loop_time()
     while True:
         now = loop_time()
-        if now >= next_round and now + gate["timeout"] <= deadline:
+        if now >= next_round and now + gate["timeout"] <= deadline and len(running) < GATE_IN_FLIGHT:
             running.append((yield from spawn(_gate_round(connect + block, conf, gate["timeout"]))))
             report["rounds"] += 1
             next_round = now + gate["interval"]
@@ -1005,7 +1008,8 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
                 break  # no round can finish inside the bound any more
             yield from sleep_until(next_round)
             continue
-        wake = next_round if next_round + gate["timeout"] <= deadline else deadline
+        can_start = len(running) < GATE_IN_FLIGHT and next_round + gate["timeout"] <= deadline
+        wake = next_round if can_start else deadline
         finished = yield from first_done(running, wake)
         if finished is None:
             if loop_time() >= deadline:

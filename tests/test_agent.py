@@ -462,3 +462,23 @@ def test_the_c_json_codec_writes_and_reads_what_the_json_module_does(monkeypatch
     monkeypatch.setitem(sys.modules, "_json", None)
     loads, dumps = agent._json_codec()
     assert loads is json.loads and dumps(doc) == expected
+
+
+def test_gate_rounds_overlap_but_never_more_than_three_are_out(tmp_path, loopback_ip):
+    # A nameserver that never answers: every round waits its whole 0.25 s timeout. Rounds start
+    # every 0.05 s, but a slow target must not get a new round every 0.05 s on top of the old ones.
+    conf = resolv(tmp_path, f"nameserver {loopback_ip}\n")
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind((loopback_ip, 53))
+    try:
+        code, doc, err = run_agent({"version": 1, "timeout": 0.3, "resolv_conf": conf, "checks": [
+            {"id": "dns", "kind": "dns", "name": "db.example."},
+            {"id": "closed", "kind": "tcp", "host": "127.0.0.1", "port": 9}],
+            "gate": {"bound": 1.0, "connect": ["dns"], "block": ["closed"]}})
+    finally:
+        silent.close()
+    assert code == 0 and doc is not None, err
+    gate = doc["gate"]
+    assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"]
+    # 1 s / 0.25 s x 3 in flight = 12 at most (the last can only start while one still fits)
+    assert 6 <= gate["rounds"] <= 12, gate

@@ -261,9 +261,9 @@ def test_gate_waits_out_a_fail_closed_start_and_a_leak_still_shows(pod: Pod, ser
     # Behind the gate, the real checks ran once packets flowed and saw what is there.
     assert verdicts(gated) == {"allowed": "allowed", "denied": "blocked", "leak": "allowed"}
     report = gated["gate"]
-    # Rounds overlap: one starts every interval (0.05 s) while earlier ones still wait out
-    # their dropped probes (0.25 s), so a 1 s drop sees many rounds, not four.
-    assert report["opened"] == "condition-met" and report["rounds"] >= 10
+    # Rounds overlap: one starts every interval (0.05 s), up to three out at once, while earlier
+    # ones still wait out their dropped probes (0.25 s): a 1 s drop sees ~12 rounds, not four.
+    assert report["opened"] == "condition-met" and report["rounds"] >= 8
     # it opened once the drop was gone (the agent's own exit lags a little: 0.1 s of slack),
     # one gate timeout and interval after it (0.3 s; slack for a loaded machine), not at the 6 s bound
     assert removed[0] - 0.1 <= gate_opened_at(gated, finished) <= removed[0] + 0.9
