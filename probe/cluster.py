@@ -92,6 +92,8 @@ class Cluster(Protocol):
 
     def delete_run(self, namespace: str, run_id: str) -> None: ...
 
+    def delete_probe(self, namespace: str, job: str, pod: str) -> None: ...
+
     def list_runs(self, namespace: str | None = None) -> list[JobInfo]: ...
 
     def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None: ...
@@ -444,6 +446,22 @@ class KubeCluster:
         # means nothing lingers even when the garbage collector is slow or absent.
         self._call(f"delete probe pods of run {run_id} in {namespace}", "DELETE", API_PATHS["pods in namespace"],
                    {"namespace": namespace}, query={"labelSelector": selector, "gracePeriodSeconds": 0})
+
+    def delete_probe(self, namespace: str, job: str, pod: str) -> None:
+        """Delete one probe Job and its pod (done with, while the run goes on); gone already is fine.
+
+        The Job first, as delete_run does: a running pod of a Job that still exists would be
+        replaced by the Job controller."""
+        for what, path, params, query in (
+                (f"delete job {namespace}/{job}", API_PATHS["job"], {"namespace": namespace, "name": job},
+                 {"propagationPolicy": "Background"}),
+                (f"delete pod {namespace}/{pod}", API_PATHS["pod"], {"namespace": namespace, "name": pod},
+                 {"gracePeriodSeconds": 0})):
+            try:
+                self._call(what, "DELETE", path, params, query=query)
+            except ClusterError as exc:
+                if exc.status != 404:
+                    raise
 
     def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None:
         """Inject an ephemeral container (Kubernetes >= 1.25's pods/ephemeralcontainers)."""

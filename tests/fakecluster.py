@@ -26,6 +26,7 @@ class FakeCluster:
     api_calls: int = 0
     jobs: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[tuple[str, str]] = field(default_factory=list)
+    deleted_probes: list[tuple[str, str, str]] = field(default_factory=list)  # (namespace, job, pod)
     states: list[ProbePodState] = field(default_factory=list)
     version: tuple[int, int] = (1, 20)
     ephemeral: dict[tuple[str, str, str], ProbePodState] = field(default_factory=dict)
@@ -144,6 +145,10 @@ class FakeCluster:
     def delete_run(self, namespace: str, run_id: str) -> None:
         self.api_calls += 1
         self.deleted.append((namespace, run_id))
+
+    def delete_probe(self, namespace: str, job: str, pod: str) -> None:
+        self.api_calls += 2
+        self.deleted_probes.append((namespace, job, pod))
 
     def list_runs(self, namespace: str | None = None) -> list[JobInfo]:
         self.api_calls += 1

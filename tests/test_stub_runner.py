@@ -3,6 +3,7 @@ whose kubelet runs each probe pod's agent locally against loopback listeners."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -89,8 +90,14 @@ def test_a_run_sends_exactly_these_api_requests(stub, kube_for, listener):
     # once it has finished, and then it is not.
     follows = [r for r in stub.requests if r.path.endswith("/log")]
     assert len(follows) <= 2 and all(r.method == "GET" and r.query == {"follow": "true"} for r in follows)
+    # Each probe pod and its Job are deleted as its result comes in, while the other runs; the
+    # final sweep deletes what is left (both, when the run ends before the first delete went out).
+    reaped = [r for r in stub.requests if r.method == "DELETE" and re.search(r"/(jobs|pods)/[^/]+$", r.path)]
+    assert all(r.query == ({"propagationPolicy": "Background"} if "/jobs/" in r.path else {"gracePeriodSeconds": "0"})
+               for r in reaped) and len(reaped) <= 4
     # sources are listed concurrently: the order of the first two is not fixed
-    sent = sorted((r.method, r.path, sorted(r.query.items())) for r in stub.requests if r not in follows)
+    sent = sorted((r.method, r.path, sorted(r.query.items())) for r in stub.requests
+                  if r not in follows and r not in reaped)
     page = [("limit", "500")]
     assert sent == sorted([
         ("GET", "/api/v1/namespaces/default/pods", [("labelSelector", "app=api"), *page]),
@@ -123,6 +130,7 @@ def test_keep_sets_no_ttl_so_kept_jobs_stay(stub, kube_for, listener):
     assert result.exit_code == 0
     [job] = jobs_of(stub)
     assert "ttlSecondsAfterFinished" not in job["spec"]  # the TTL controller would delete it
+    assert not [r for r in stub.requests if r.method == "DELETE"]  # not even the finished pod
 
 
 def test_ttl_0_still_reads_a_result_too_large_for_the_termination_message(stub, kube_for, listener):
@@ -251,3 +259,21 @@ def test_a_forbidden_log_costs_only_time_the_termination_message_still_tells(kub
         assert sum("result read from its termination message" in line for line in lines) == 2, lines
         # forbidden once: not asked again for every pod (both may have asked before the first answer)
         assert 1 <= len(stub.requests_to("GET", "/log$")) <= 2
+
+
+def test_each_probe_pod_is_deleted_as_its_result_comes_in(kube_for, listener):
+    # three identities one after the other: the first two are done (and deleted, with their
+    # Jobs) while the third still runs; the sweep at the end finds only what is left
+    with StubAPI() as stub:
+        add_sources(stub, "a", "b", "c")
+        opts = RunOptions(warmup=0.0, max_parallel=1, pods=PodSettings(startup_timeout=10.0), overall_timeout=60.0)
+        lines: list[str] = []
+        result = Runner(kube_for(stub), spec(listener[1], ("a", "b", "c")), opts, log=lines.append).run()
+        assert result.exit_code == 0, [c.detail for c in result.cells]
+        creates = [i for i, r in enumerate(stub.requests) if r.method == "POST" and r.path.endswith("/jobs")]
+        first_job = f"netprobe-{result.run_id}-0"
+        deleted = [i for i, r in enumerate(stub.requests)
+                   if r.method == "DELETE" and r.path.endswith(f"/jobs/{first_job}")]
+        assert len(creates) == 3 and deleted and deleted[0] < creates[2]  # deleted while the run went on
+        assert any("already deleted as their results came in" in line for line in lines), lines
+        assert jobs_of(stub) == [] and not [k for k in stub.objects if k[0] == "pods" and k[2].startswith("netprobe-")]
