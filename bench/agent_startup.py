@@ -1,7 +1,8 @@
 """Agent start-up cost: CPU and wall of one tiny plan, run the way a probe pod runs it.
 
-A probe pod runs `python3 -c AGENT_SOURCE PLAN` from an image whose standard library has no
-.pyc files and whose root is read-only, so every module the agent imports is compiled from
+A probe pod runs `python3 -c BOOTSTRAP PLAN` (the agent minified and compressed) from an
+image whose standard library has no .pyc files and whose root is read-only, so every module
+the agent imports is compiled from
 source in every pod. Each run here gets a fresh, empty PYTHONPYCACHEPREFIX, so nothing is
 cached between runs either. The plan: one TCP check to a loopback listener, one to a closed
 port (both answer at once), so the figures are start-up and imports, not waiting.
@@ -28,7 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-AGENT = Path(__file__).resolve().parent.parent / "probe" / "agent.py"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+AGENT = ROOT / "probe" / "agent.py"
+
+from probe.probepod import bootstrap, minified  # noqa: E402
 
 
 def one_run(source: str, plan: str, no_site: bool) -> tuple[float, float]:
@@ -65,7 +70,8 @@ def main() -> None:
     if args.https:
         checks.append({"id": "tls", "kind": "http", "url": f"https://127.0.0.1:{closed.getsockname()[1]}/"})
     plan = json.dumps({"version": 1, "timeout": 1, "checks": checks})
-    source = args.agent.read_text(encoding="utf-8")
+    # as a probe pod runs it: minified, compressed, unpacked by the one-line bootstrap
+    source = bootstrap(minified(args.agent.read_text(encoding="utf-8")))
     print(f"agent: {args.agent}  runs: {args.runs}  site: {'off (-S)' if args.no_site else 'on'}"
           f"  plan: 2 tcp checks{' + 1 https' if args.https else ''}")
     # The same interpreter running nothing: what any probe pod pays before the agent's first line.

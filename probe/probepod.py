@@ -37,9 +37,14 @@ def agent_program() -> str:
     Same code, same behaviour (tests run this text, on python 3.8 syntax); only what a reader
     needs and the interpreter does not is gone.
     """
+    return minified(agent_source())
+
+
+def minified(source: str) -> str:
+    """Python source without docstrings and comments (ast round trip): the same program."""
     import ast
 
-    tree = ast.parse(agent_source())
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
@@ -59,10 +64,15 @@ def agent_bootstrap() -> str:
     modules of every CPython, so unpacking costs the pod nothing measurable. The annotation
     AGENT_ANNOTATION names the program's SHA-256; `python3 -m probe.probepod` prints it.
     """
+    return bootstrap(agent_program())
+
+
+def bootstrap(program: str) -> str:
+    """A `python3 -c` argument that runs `program`, carried zlib-compressed in base64."""
     import base64
     import zlib
 
-    packed = base64.b64encode(zlib.compress(agent_program().encode("utf-8"), 9)).decode("ascii")
+    packed = base64.b64encode(zlib.compress(program.encode("utf-8"), 9)).decode("ascii")
     return f"import zlib,binascii;exec(zlib.decompress(binascii.a2b_base64('{packed}')))"
 
 
