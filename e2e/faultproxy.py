@@ -140,17 +140,26 @@ def fault_proxy(kubeconfig: Path, script: Script, out_kubeconfig: Path) -> Itera
                 self.wfile.write(event)
                 return
             conn = http.client.HTTPSConnection(host, port, context=sslctx, timeout=120)
+            try:
+                self._forward(conn, act, body, gone_event)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # netprobe hung up (e.g. a log stream it was done with)
+            finally:
+                conn.close()
+
+        def _forward(self, conn: http.client.HTTPSConnection, act: str, body: bytes | None,
+                     gone_event: bytes) -> None:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
             headers.update(auth)
             conn.request(self.command, self.path, body=body, headers=headers)
             resp = conn.getresponse()
             if act == "lost":  # the server has committed it; its answer never reaches the client
                 resp.read()
-                conn.close()
                 self.close_connection = True
                 self.connection.close()
                 return
-            streaming = "watch=true" in self.path.lower() or "watch=1" in self.path
+            query = self.path.lower()
+            streaming = "watch=true" in query or "watch=1" in self.path or "follow=true" in query
             self.send_response(resp.status)
             for k, v in resp.getheaders():
                 if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -160,7 +169,6 @@ def fault_proxy(kubeconfig: Path, script: Script, out_kubeconfig: Path) -> Itera
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                conn.close()
                 return
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
@@ -187,8 +195,6 @@ def fault_proxy(kubeconfig: Path, script: Script, out_kubeconfig: Path) -> Itera
                 self.wfile.write(b"0\r\n\r\n")
             except (BrokenPipeError, ConnectionResetError):
                 pass
-            finally:
-                conn.close()
 
         do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _relay
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,23 @@ def agent_source() -> str:
     return AGENT_PATH.read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=1)
 def agent_program() -> str:
     """The agent exactly as the probe pod runs it: probe/agent.py without docstrings and comments.
 
     Same code, same behaviour (tests run this text, on python 3.8 syntax); only what a reader
     needs and the interpreter does not is gone.
     """
+    # Made once, under a lock: Jobs are built in several threads at once, and ast.parse in two
+    # threads at the same time fails on CPython 3.11 ("AST constructor recursion depth mismatch").
+    with _PROGRAM_LOCK:
+        return _agent_program()
+
+
+_PROGRAM_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _agent_program() -> str:
     return minified(agent_source())
 
 

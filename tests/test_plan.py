@@ -310,3 +310,49 @@ def test_no_warmup_means_neither_gate_nor_wait():
 def test_reprobe_plans_choose_gate_checks_among_their_own_checks():
     plan, doc = gate_of([DNS, DB], {("api", "dns"): ALLOW, ("api", "db"): DENY}, only={"api": {"db"}})
     assert set(plan.refs) == set(doc["gate"]["block"]) and doc["gate"]["connect"] == []
+
+
+def test_probe_jobs_can_be_built_in_many_threads_at_once():
+    # The runner creates Jobs from a thread pool, and the first Job makes the agent program with
+    # ast, whose conversion on CPython 3.11 breaks when two threads run it at once. A collection
+    # that lets other threads run (a gc callback sleeping 0) makes them interleave there.
+    import gc
+    import threading
+    import time
+
+    import probe.probepod as probepod
+
+    source = pod("api-1", {"app": "api"})
+    plan = make_plans([API], {"api": [source]}, [DB], {}, timeout=1.0)[0]
+
+    def yield_the_gil(phase: str, info: dict) -> None:
+        time.sleep(0)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(yield_the_gil)
+    gc.set_threshold(50)
+    try:
+        for _ in range(10):
+            for cached in (probepod._agent_program, probepod.agent_bootstrap, probepod.agent_digest):
+                cached.cache_clear()
+            start = threading.Barrier(8)
+            errors: list[BaseException] = []
+            commands: list[str] = []
+
+            def build(start: threading.Barrier, commands: list[str], errors: list[BaseException]) -> None:
+                start.wait()
+                try:
+                    commands.append(probe_job(plan, "r1", PodSettings())["spec"]["template"]["spec"]
+                                    ["containers"][0]["command"][2])
+                except Exception as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=build, args=(start, commands, errors)) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == [] and len(set(commands)) == 1 and len(commands) == 8
+    finally:
+        gc.callbacks.remove(yield_the_gil)
+        gc.set_threshold(*threshold)
