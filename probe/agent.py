@@ -68,6 +68,7 @@ GATE_INTERVAL = 0.05  # between the starts of two gate rounds (they overlap: eac
 # At most this many gate rounds out at once: where the targets answer slowly rather than not at
 # all (a loaded cluster DNS), a round every interval would multiply the load on them.
 GATE_IN_FLIGHT = 3
+GATE_MAX_INTERVAL = 0.2  # the rounds' interval grows to this
 
 ALLOWED = "allowed"
 BLOCKED = "blocked"
@@ -946,11 +947,29 @@ def _gate_probe(check: Dict[str, Any], resolver: Resolver, timeout: float) -> St
     return verdict
 
 
-def _gate_round(probes: Sequence[Dict[str, Any]], conf: ResolvConf, timeout: float) -> Step[Dict[str, str]]:
-    """One look at every gate check at the same moment: {check id: verdict}."""
+NOT_LOOKED = "not-looked"  # a gate round's block check, when its connect checks did not all connect
+
+
+def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any]], conf: ResolvConf,
+                timeout: float) -> Step[Dict[str, str]]:
+    """One gate round, {check id: verdict}: the connect checks, then -- only once every one of them
+    connected -- fresh probes of the block checks.
+
+    In that order, a block check's "not connected" is always seen after the pod's packets were
+    seen to flow: probes sent side by side would each sample their own moment (a DNS query is
+    sent again after 0.2 s, a name is resolved before its connect), so a round that began while
+    everything was dropped could see the connect checks succeed in an un-isolated moment after
+    it and the block check's one early SYN dropped -- and open the gate while a deny still connects.
+    """
     resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
-    verdicts = yield from gather([_gate_probe(c, resolver, timeout) for c in probes])
-    return {c["id"]: verdicts[i] for i, c in enumerate(probes)}
+    connected = yield from gather([_gate_probe(c, resolver, timeout) for c in connect])
+    verdicts = {c["id"]: connected[i] for i, c in enumerate(connect)}
+    if all(v in _GATE_CONNECTED for v in connected):
+        blocked = yield from gather([_gate_probe(c, resolver, timeout) for c in block])
+        verdicts.update((c["id"], blocked[i]) for i, c in enumerate(block))
+    else:
+        verdicts.update((c["id"], NOT_LOOKED) for c in block)
+    return verdicts
 
 
 def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
@@ -963,17 +982,19 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     therefore polls, with short timeouts, checks the expectations say must connect and checks
     they say must not, and opens on the first round in which every "connect" check connects
     (not fail-closed any more, for each of them) and every "block" check does not (not fail-open
-    any more): where every polled check already shows what the spec expects of it, at the same
-    moment. Both conditions are judged within one round, never across rounds, so an enforcer
-    that goes from dropping everything to letting everything through before the policy lands
-    cannot open the gate between the two. Where the plan has no check for one of the
+    any more): where every polled check already shows what the spec expects of it. Both
+    conditions are judged within one round, never across rounds, and in a round the block checks
+    are probed only after the connect checks connected, so an enforcer that goes from dropping
+    everything to letting everything through before the policy lands cannot open the gate
+    between the two. Where the plan has no check for one of the
     conditions, nothing can show it, so the gate waits out the whole bound. The gate only
     decides when the real checks start: they always run afterwards, and their verdicts are
     reported as observed.
 
-    Rounds overlap: a new one starts every `interval` (while fewer than GATE_IN_FLIGHT are out),
-    without waiting for the previous one's dropped probes to time out, so the gate opens one gate
-    timeout (plus about a third of one) after the policy lands, not up to two timeouts after.
+    Within a round the block checks are looked at only after its connect checks all connected
+    (`_gate_round`), so its verdicts describe one moment of the pod's life in order. Rounds overlap:
+    a new one starts every `interval`, growing to GATE_MAX_INTERVAL, while fewer than
+    GATE_IN_FLIGHT are out, without waiting for the previous one's dropped probes to time out.
 
     Returns the gate's report: waited_ms, opened (condition-met | bound-reached |
     no-candidate), rounds (started), and the verdicts of the round that opened it (or the
@@ -1000,16 +1021,20 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     while True:
         now = loop_time()
         if now >= next_round and now + gate["timeout"] <= deadline and len(running) < GATE_IN_FLIGHT:
-            running.append((yield from spawn(_gate_round(connect + block, conf, gate["timeout"]))))
+            running.append((yield from spawn(_gate_round(connect, block, conf, gate["timeout"]))))
             report["rounds"] += 1
-            next_round = now + gate["interval"]
+            # Back off from `interval` to GATE_MAX_INTERVAL: the first rounds find a fast
+            # enforcer at once; where targets answer every round (a fail-open start, a leak the
+            # gate polls), later ones do not hit them 20 times a second until the bound.
+            next_round = now + min(GATE_MAX_INTERVAL, gate["interval"] * (1 + report["rounds"] / 5))
         if not running:
             if loop_time() + gate["timeout"] > deadline:
                 break  # no round can finish inside the bound any more
             yield from sleep_until(next_round)
             continue
-        can_start = len(running) < GATE_IN_FLIGHT and next_round + gate["timeout"] <= deadline
-        wake = next_round if can_start else deadline
+        start_at = max(next_round, loop_time())  # never a wake-up in the past: no busy loop
+        can_start = len(running) < GATE_IN_FLIGHT and start_at + gate["timeout"] <= deadline
+        wake = start_at if can_start else deadline
         finished = yield from first_done(running, wake)
         if finished is None:
             if loop_time() >= deadline:
@@ -1019,8 +1044,8 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
         last = finished.value
         unmet = []
         if not all(last[c["id"]] in _GATE_CONNECTED for c in connect):
-            unmet.append("connect")
-        if not all(last[c["id"]] in _GATE_NOT_CONNECTED for c in block):
+            unmet.append("connect")  # the block checks were not looked at
+        elif not all(last[c["id"]] in _GATE_NOT_CONNECTED for c in block):
             unmet.append("block")
         if not unmet:
             report.update(opened="condition-met", waited_ms=_ms(started), last=last)

@@ -305,6 +305,31 @@ def test_gate_judges_each_round_alone_so_a_dead_then_open_start_does_not_open_it
     assert isolated[0] - 0.1 <= gate_opened_at(gated, finished) <= isolated[0] + 0.9
 
 
+@pytest.mark.parametrize("candidate", ["dns", "name"])
+def test_gate_looks_at_the_deny_only_after_the_allow_connected(pod: Pod, serving_port: int, denied_port: int,
+                                                                candidate: str) -> None:
+    # The same dead -> open -> isolated start, with the connect candidates a spec usually gives:
+    # a DNS name, or a Service name. Their probes take their time (a DNS query is sent again
+    # after 0.2 s, a name is resolved before its connect): sent beside the deny's single SYN, a
+    # round begun in the dead phase saw them succeed in the open phase and the deny dropped --
+    # and the real deny check then connected. The deny must be looked at after the allow.
+    zone = Zone(records={"db.default.svc.cluster.local": [pod.host_ip]})
+    allow = ({"id": "allowed", "kind": "dns", "name": "db"} if candidate == "dns" else
+             {"id": "allowed", "kind": "tcp", "host": "db", "port": serving_port})
+    checks = [allow, {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port}]
+    plan = {"version": 1, "timeout": 1.0, "resolv_conf": pod.resolv_conf, "checks": checks,
+            "gate": {"bound": 6, "connect": ["allowed"], "block": ["denied"]}}
+    with dns_server(pod.host_ip, zone):
+        with for_the_first(1.4, pod.netns, ["-d", pod.host_ip, "-j", "ACCEPT"]) as isolated, \
+                for_the_first(0.7, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]):
+            code, doc, err = run_agent(plan, netns=pod.netns)
+            finished = time.monotonic()
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked"}, doc["gate"]
+    assert doc["gate"]["opened"] == "condition-met"
+    assert gate_opened_at(doc, finished) >= isolated[0] - 0.1
+
+
 def test_gate_never_hides_a_leak_it_polls_it_reports_it_after_the_bound(pod: Pod, serving_port: int) -> None:
     # The deny the gate polls connects for good: the gate cannot open on its condition, so it
     # waits its bound -- then the real check runs anyway and reports the connection.
