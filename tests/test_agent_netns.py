@@ -319,11 +319,11 @@ def test_gate_looks_at_the_deny_only_after_the_allow_connected(pod: Pod, serving
     checks = [allow, {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port}]
     plan = {"version": 1, "timeout": 1.0, "resolv_conf": pod.resolv_conf, "checks": checks,
             "gate": {"bound": 6, "connect": ["allowed"], "block": ["denied"]}}
-    with dns_server(pod.host_ip, zone):
-        with for_the_first(1.4, pod.netns, ["-d", pod.host_ip, "-j", "ACCEPT"]) as isolated, \
-                for_the_first(0.7, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]):
-            code, doc, err = run_agent(plan, netns=pod.netns)
-            finished = time.monotonic()
+    with dns_server(pod.host_ip, zone), \
+            for_the_first(1.4, pod.netns, ["-d", pod.host_ip, "-j", "ACCEPT"]) as isolated, \
+            for_the_first(0.7, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]):
+        code, doc, err = run_agent(plan, netns=pod.netns)
+        finished = time.monotonic()
     assert code == 0 and doc is not None, err
     assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked"}, doc["gate"]
     assert doc["gate"]["opened"] == "condition-met"
