@@ -344,21 +344,24 @@ class Runner:
                 states: Iterator[ProbePodState] = self._ephemeral_states(rnd, by_index, until)
             else:
                 states = self.cluster.watch_probe_pods(watch_ns, self.run_id, rnd.finished, until)
-            for state in states:
-                if state.plan_index not in by_index:
-                    continue
-                rnd.states[state.plan_index] = state
-                was_open = is_open(state.plan_index)
-                self._collect(rnd, by_index[state.plan_index], state)
-                if was_open and not is_open(state.plan_index) and state.name:
-                    self._reaper.add(state.namespace, job_name(self.run_id, state.plan_index), state.name)
-                top_up()
-                self._report_progress(rnd)
-                if rnd.finished():
-                    break
-            close = getattr(states, "close", None)
-            if close is not None:  # release the watch's connection now, not when collected
-                close()
+            try:
+                for state in states:
+                    if state.plan_index not in by_index:
+                        continue
+                    if not state.log_line:  # a log line carries the state seen when following began
+                        rnd.states[state.plan_index] = state
+                    was_open = is_open(state.plan_index)
+                    self._collect(rnd, by_index[state.plan_index], state)
+                    if was_open and not is_open(state.plan_index) and state.name:
+                        self._reaper.add(state.namespace, job_name(self.run_id, state.plan_index), state.name)
+                    top_up()
+                    self._report_progress(rnd)
+                    if rnd.finished():
+                        break
+            finally:
+                close = getattr(states, "close", None)
+                if close is not None:  # release the watch and its log streams now, on every exit
+                    close()
             now = time.monotonic()
             for index in [i for i in rnd.launched if is_open(i) and (expires(i) <= now + 0.05 or
                                                                       now >= self._deadline)]:
@@ -586,7 +589,8 @@ class Runner:
 
     def cleanup(self) -> None:
         """Delete this run's Jobs and pods in every namespace it used (unless --keep)."""
-        # Whatever the reaper has not deleted yet, the sweep below does: it stops after its current call.
+        # Whatever the reaper has not deleted yet, the sweep below does: it is told to stop, not
+        # waited for (a delete of its may be retrying for a minute; the sweep needs nothing of it).
         early = self._reaper.stop()
         if self.options.keep or self.options.via == "ephemeral":
             return
@@ -638,15 +642,13 @@ class _Reaper:
             try:
                 self._cluster.delete_probe(*item)
                 self.deleted += 1
-            except ProbeError:
-                pass  # the final sweep deletes it
+            except Exception:  # best effort: the final sweep deletes it
+                pass
 
     def stop(self) -> int:
-        """Stop after the delete in flight (the rest is left to the sweep): how many were deleted."""
+        """Take no more work (the rest is left to the sweep): how many were deleted so far."""
         self._stopping.set()
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
+        self._queue.put(None)
         return self.deleted
 
 
