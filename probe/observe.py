@@ -90,3 +90,34 @@ def conflicting(before: Observation, after: Observation) -> bool:
     """A sub-check that connected in one round and, probed, failed in the other: unstable."""
     seen = {(s.identity, s.pod): _state(s) for s in before.subresults}
     return any({seen.get((s.identity, s.pod)), _state(s)} == {"connected", "failed"} for s in after.subresults)
+
+
+# Answers that show packets left the probe pod and came back: its network was up.
+_ANSWERED = frozenset({"allowed", "refused", "nxdomain"})
+
+
+def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Why nothing this probe pod saw shows its network was up, or None when something does.
+
+    "bound": its gate polled checks the spec expects to connect, and none did within --warmup;
+    "no-candidate": the spec expects nothing of it to connect, so nothing could. Either way, if
+    none of its own checks got an answer either, every failure it saw may be a CNI that had not
+    programmed the new pod yet (Calico drops its packets until then): no deny is proven by it.
+    """
+    if gate is None or any(str(r.get("verdict")) in _ANSWERED for r in results.values()):
+        return None
+    if gate.get("opened") == "bound-reached" and "connect" in (gate.get("unmet") or ()):
+        return "bound"
+    if gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ()):
+        return "no-candidate"
+    return None
+
+
+def without_network(observations: Mapping[str, Observation]) -> dict[str, Observation]:
+    """Observations of a probe pod whose network was never seen up: its failures prove nothing."""
+    why = ("not probed: no check of this probe pod connected or got any answer, not even those the "
+           "spec expects to connect, within --warmup (its network may not have been programmed yet)")
+    return {target: Observation(subresults=tuple(
+        s if s.connected else SubResult(identity=s.identity, pod=s.pod, ip=s.ip, verdict=Verdict.ERROR,
+                                        detail=f"{why}; it saw {s.verdict}: {s.detail}")
+        for s in obs.subresults), elapsed_ms=obs.elapsed_ms) for target, obs in observations.items()}

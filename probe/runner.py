@@ -26,7 +26,16 @@ from .cluster import Cluster, ProbePodState
 from .destinations import Destinations
 from .errors import InputError, Interrupted, ProbeError
 from .model import Cell, Expectation, RunResult, Target, TargetKind
-from .observe import Observation, conflicting, evidence, failed, merge_observations, observe
+from .observe import (
+    Observation,
+    conflicting,
+    evidence,
+    failed,
+    merge_observations,
+    network_unshown,
+    observe,
+    without_network,
+)
 from .plan import ProbePlan, TargetPods, make_plans
 from .pods import RUN_LABEL, PodInfo, sample_pods
 from .probepod import PodSettings, ephemeral_container, ephemeral_container_name, job_name, probe_job
@@ -219,7 +228,7 @@ class Runner:
             # A line of the running agent's log: its result if the line is a whole one (the agent
             # prints it before exiting, a second or so before the kubelet reports the exit).
             try:
-                rnd.results[plan.index] = observe(plan, parse_agent_output(state.log_line))
+                self._take_result(rnd, plan, state.log_line)
             except ValueError:
                 return  # some other line; the pod's end still comes through the watch
             self._note_gate(plan, parse_agent_gate(state.log_line), parse_agent_elapsed(state.log_line),
@@ -243,12 +252,12 @@ class Runner:
                         self._fail_plan(rnd, plan, f"its result could not be read from its log: {exc}")
                         return
                 try:
-                    rnd.results[plan.index] = observe(plan, parse_agent_output(output))
+                    self._take_result(rnd, plan, output)
                 except ValueError as exc:
                     # The termination message may be cut; the log carries the whole document.
                     try:
                         output = self.cluster.pod_log(state.namespace, state.name, self._container_name(plan))
-                        rnd.results[plan.index] = observe(plan, parse_agent_output(output))
+                        self._take_result(rnd, plan, output)
                     except (ValueError, ProbeError):
                         self._fail_plan(rnd, plan, f"unreadable agent output: {exc}")
                 if plan.index in rnd.results:
@@ -263,6 +272,24 @@ class Runner:
             if why == "DeadlineExceeded":
                 why = "deadline exceeded (activeDeadlineSeconds) before the agent finished"
             self._fail_plan(rnd, plan, f"{why} {state.message}".strip())
+
+    def _take_result(self, rnd: _Round, plan: ProbePlan, output: str) -> None:
+        """The agent's whole result document -> the round's observations (ValueError if it is not one)."""
+        parsed = parse_agent_output(output)
+        observations = observe(plan, parsed)
+        unshown = network_unshown(parse_agent_gate(output), parsed)
+        if unshown == "bound":
+            # Nothing the spec expects to connect did: the pod may never have had a network,
+            # and a deny it saw proves nothing (not probed; --attempts probes it again).
+            observations = without_network(observations)
+        elif unshown == "no-candidate":
+            warning = (f"{', '.join(plan.sources)} ({plan.identity.describe()}): the spec expects nothing "
+                       "of this probe pod to connect and nothing answered it, so its denies rest on the "
+                       "--warmup wait alone (no check showed its network was up); give it one check "
+                       "expected to connect, e.g. the cluster DNS")
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        rnd.results[plan.index] = observations
 
     def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None, agent_ms: int | None,
                    source: str) -> None:

@@ -4,6 +4,7 @@ agent meets real sockets on loopback. Failure modes are injected per Job."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -107,6 +108,17 @@ class FakeCluster:
         elif fault == "truncated":
             state = ProbePodState(**base, phase="Succeeded", exit_code=0,
                                   termination_message='{"version": 1, "results": [{"id": "t0", "verd')
+        elif fault in ("no-network", "no-network-no-candidate"):
+            # what an agent reports from a pod whose network was never programmed: every check
+            # dropped, and its gate's connect checks never connected (or it had none)
+            plan = json.loads(manifest["spec"]["template"]["spec"]["containers"][0]["command"][3])
+            gate = ({"mode": "gate", "opened": "bound-reached", "unmet": ["connect"], "waited_ms": 2000}
+                    if fault == "no-network" else
+                    {"mode": "gate", "opened": "no-candidate", "missing": ["connect"], "waited_ms": 2000})
+            doc = {"version": 1, "elapsed_ms": 3000, "gate": gate, "results": [
+                {"id": c["id"], "verdict": "blocked", "detail": "no answer within 1s", "history": ["blocked"],
+                 "attempts": 1} for c in plan["checks"]]}
+            state = ProbePodState(**base, phase="Succeeded", exit_code=0, termination_message=json.dumps(doc))
         elif fault == "garbage":
             state = ProbePodState(**base, phase="Succeeded", exit_code=0,
                                   termination_message='{"version": 7}')

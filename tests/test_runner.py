@@ -7,6 +7,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 from fakecluster import FakeCluster
@@ -501,3 +502,28 @@ def test_settle_treats_blocked_then_refused_as_the_same_evidence(toggle, closed_
     opts = RunOptions(warmup=0.0, settle=30.0, pods=PodSettings(startup_timeout=2.0))
     result = Runner(cluster, _one_target_spec(closed_port, "deny"), opts).run()
     assert result.cell("api", "db").attempts == 2 and result.settle_s is not None
+
+
+def test_a_probe_pod_whose_network_never_came_up_proves_no_deny(listener, closed_port):
+    # api's probe pod saw every check dropped, and its gate never saw db (expected to connect)
+    # connect: on Calico that is a pod whose policy is not programmed yet. Its "blocked" on the
+    # expected deny proves nothing -- not probed, never a match.
+    spec = spec_for(listener[1], closed_port, sources=("api",))
+    result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network"}), spec, FAST).run()
+    closed = result.cell("api", "closed")
+    assert closed.observed is Verdict.ERROR and "no check of this probe pod connected" in closed.detail
+    assert result.cell("api", "db").observed is Verdict.ERROR
+    assert result.exit_code == 3
+    # --attempts probes the deny again too, in a new pod (here one whose network works)
+    result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network"}), spec,
+                    replace(FAST, attempts=2)).run()
+    assert result.exit_code == 0, [c.detail for c in result.cells]
+    assert result.cell("api", "closed").observed is Verdict.REFUSED
+    assert result.cell("api", "closed").history == (Verdict.ERROR, Verdict.REFUSED)
+
+
+def test_denies_of_a_probe_pod_expected_to_reach_nothing_carry_a_warning(listener, closed_port):
+    spec = spec_for(listener[1], closed_port, sources=("api",), expect_db="deny")
+    result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network-no-candidate"}), spec, FAST).run()
+    assert result.cell("api", "closed").observed is Verdict.BLOCKED and result.exit_code == 0
+    assert any("rest on the --warmup wait alone" in w for w in result.warnings), result.warnings
