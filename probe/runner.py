@@ -38,7 +38,14 @@ from .observe import (
 )
 from .plan import ProbePlan, TargetPods, make_plans
 from .pods import RUN_LABEL, PodInfo, sample_pods
-from .probepod import PodSettings, ephemeral_container, ephemeral_container_name, job_name, probe_job
+from .probepod import (
+    PodSettings,
+    agent_bootstrap,
+    ephemeral_container,
+    ephemeral_container_name,
+    job_name,
+    probe_job,
+)
 from .spec import Spec
 
 Progress = Callable[[str], None]
@@ -154,6 +161,9 @@ class Runner:
         self._gates: list[dict[str, Any]] = []  # each probe pod's readiness gate (agent report)
         self._created_at: dict[int, float] = {}  # probe pod index -> when its Job was created (-v)
         self._reaper = _Reaper(cluster, enabled=not options.keep and options.via == "job")
+        # Made here, in the caller's thread, before Jobs are built by a thread pool: making it
+        # runs ast, which CPython 3.11 cannot run in two threads at once (probepod.agent_program).
+        agent_bootstrap()
 
     # -- discovery
 
