@@ -661,28 +661,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(201 if self.command == "POST" else 200, result)
 
     def _stream_text(self, pieces: Iterator[str]) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            for piece in pieces:
-                data = piece.encode()
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+        self._chunked("text/plain", (piece.encode() for piece in pieces))
 
     def _stream(self, events: Iterator[dict[str, Any]]) -> None:
+        self._chunked("application/json", (json.dumps(event).encode() + b"\n" for event in events))
+
+    def _chunked(self, content_type: str, chunks: Iterator[bytes]) -> None:
+        """A streamed 200 response, one HTTP chunk per item, flushed as each comes."""
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         try:
-            for event in events:
-                line = json.dumps(event).encode() + b"\n"
-                self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+            for data in chunks:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):

@@ -72,13 +72,19 @@ def test_unknown_format_is_a_usage_error():
     assert proc.returncode == 2 and "expected one of table, json, junit, markdown" in proc.stderr
 
 
-def test_run_with_unreachable_cluster_exits_3_without_traceback(tmp_path):
+def unreachable_kubeconfig(tmp_path, scheme: str):
+    """A kubeconfig whose API server (127.0.0.1:1) refuses every connection."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "clusters": [{"name": "c", "cluster": {"server": f"{scheme}://127.0.0.1:1"}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
         "users": [{"name": "u", "user": {"token": "t"}}]}))
+    return kubeconfig
+
+
+def test_run_with_unreachable_cluster_exits_3_without_traceback(tmp_path):
+    kubeconfig = unreachable_kubeconfig(tmp_path, "https")
     proc = netprobe("run", "-f", str(TUTORIAL), "--kubeconfig", str(kubeconfig),
                     env={"NETPROBE_API_RETRY_BUDGET": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 3, proc.stderr
@@ -93,12 +99,7 @@ NOT_ON_THE_RUN_PATH = ("probe.analysis", "probe.policy", "probe.workloads", "pro
 
 
 def test_run_imports_nothing_it_does_not_need_before_its_first_api_request(tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    kubeconfig = unreachable_kubeconfig(tmp_path, "http")
     script = (
         "import sys\n"
         "from probe.cli import app\n"
