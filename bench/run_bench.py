@@ -10,7 +10,8 @@ netprobe's wall time (the real CLI as a subprocess, process start to exit) for N
 allow) and one TCP check to a black hole (expected deny: it takes the whole timeout), and
 prints wall / (B(N) + timeout). Target: <= 1.2.
 
-    python3 bench/run_bench.py [--scaling 1,5,20,50] [--timeout 2] [--repeat 2] [--image lab.local/python:3]
+    python3 bench/run_bench.py [--scaling 1,5,20,50] [--timeout 2] [--repeat 2] [--warmup 10s]
+                               [--image lab.local/python:3] [--show-log]
     python3 bench/run_bench.py --dedup --pods 90 --identities 10   # identity dedup: API calls
 
 B(N) and netprobe alternate `--repeat` times per N; the table shows medians. The bench uses
