@@ -227,6 +227,10 @@ def _parse_gate(gate: Any, ids: Any) -> Optional[Dict[str, Any]]:
         if unknown:
             raise PlanError("gate.%s: no check with id %r" % (key, unknown[0]))
         out[key] = list(value)
+    network = gate.get("network")
+    if network is not None and (not isinstance(network, str) or not network or len(network) > 253):
+        raise PlanError("gate.network: expected a DNS name, got %r" % (network,))
+    out["network"] = network
     return out
 
 
@@ -933,6 +937,16 @@ def _run_one(check: Dict[str, Any], resolver: Resolver, default_timeout: float) 
 # What a gate check must show: the verdict its expectation asks for (the diff's match table).
 _GATE_CONNECTED = (ALLOWED,)
 _GATE_NOT_CONNECTED = (BLOCKED, REFUSED, UNREACHABLE, DNS_TIMEOUT)
+# The gate's own "connect" check where the spec expects nothing to connect (gate.network): a
+# lookup at the pod's cluster DNS, for which any answer -- a record or NXDOMAIN -- shows that
+# the pod's packets flow. Its id cannot be a check's: ids the host makes have no colon.
+NETWORK_CHECK = "gate:network"
+_NETWORK_ANSWERED = (ALLOWED, NXDOMAIN)
+
+
+def _shows_connected(check: Dict[str, Any], verdict: str) -> bool:
+    """Whether a gate look at a "connect" check saw what the gate waits for."""
+    return verdict in (_NETWORK_ANSWERED if check["id"] == NETWORK_CHECK else _GATE_CONNECTED)
 
 
 def _gate_probe(check: Dict[str, Any], resolver: Resolver, timeout: float) -> Step[str]:
@@ -964,7 +978,7 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
     resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
     connected = yield from gather([_gate_probe(c, resolver, timeout) for c in connect])
     verdicts = {c["id"]: connected[i] for i, c in enumerate(connect)}
-    if all(v in _GATE_CONNECTED for v in connected):
+    if all(_shows_connected(c, connected[i]) for i, c in enumerate(connect)):
         blocked = yield from gather([_gate_probe(c, resolver, timeout) for c in block])
         verdicts.update((c["id"], blocked[i]) for i, c in enumerate(block))
     else:
@@ -986,10 +1000,13 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     conditions are judged within one round, never across rounds, and in a round the block checks
     are probed only after the connect checks connected, so an enforcer that goes from dropping
     everything to letting everything through before the policy lands cannot open the gate
-    between the two. Where the plan has no check for one of the
-    conditions, nothing can show it, so the gate waits out the whole bound. The gate only
-    decides when the real checks start: they always run afterwards, and their verdicts are
-    reported as observed.
+    between the two. Where the spec expects nothing of the pod to connect, the gate's "connect"
+    check is a lookup at its cluster DNS (gate.network), for which any answer will do: a deny is
+    only worth probing once the pod's packets are seen to flow. Where the plan has no "block"
+    check, nothing can show a fail-open start is over, so the gate waits out the whole bound
+    (still polling its "connect" checks until they connect, so that the report says whether the
+    network was ever seen up). The gate only decides when the real checks start: they always
+    run afterwards, and their verdicts are reported as observed.
 
     Within a round the block checks are looked at only after its connect checks all connected
     (`_gate_round`), so its verdicts describe one moment of the pod's life in order. Rounds overlap:
@@ -997,8 +1014,8 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     GATE_IN_FLIGHT are out, without waiting for the previous one's dropped probes to time out.
 
     Returns the gate's report: waited_ms, opened (condition-met | bound-reached |
-    no-candidate), rounds (started), and the verdicts of the round that opened it (or the
-    last round to finish).
+    no-candidate), rounds (started), the conditions not met at the bound (unmet) or without a
+    check (missing), and the verdicts of the round that opened it (or the last round to finish).
     """
     gate = plan["gate"]
     deadline = started + gate["bound"]
@@ -1008,14 +1025,22 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     block = [by_id[i] for i in gate["block"]]
     report = {"mode": "gate", "bound_s": gate["bound"], "connect": gate["connect"],
               "block": gate["block"], "rounds": 0}  # type: Dict[str, Any]
+    if not connect and gate.get("network"):
+        # Nothing is expected to connect, yet a deny seen while a fail-closed enforcer still
+        # drops everything proves nothing: wait instead for the cluster DNS to answer at all.
+        connect = [{"id": NETWORK_CHECK, "kind": "dns", "name": gate["network"]}]
+        report["connect"] = [NETWORK_CHECK]
+        report["network"] = gate["network"]
     missing = [name for name, candidates in (("connect", connect), ("block", block)) if not candidates]
-    if missing:
+    if not connect:
         yield from sleep_until(deadline)
         report.update(opened="no-candidate", missing=missing, waited_ms=_ms(started))
         return report
+    if missing:
+        report["missing"] = missing
     conf = ResolvConf.load(plan["resolv_conf"])
     last = {}  # type: Dict[str, str]
-    unmet = ["connect", "block"]
+    unmet = ["connect", "block"] if block else ["connect"]
     running = []  # type: List[Task]
     next_round = loop_time()
     while True:
@@ -1043,15 +1068,21 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
         running.remove(finished)
         last = finished.value
         unmet = []
-        if not all(last[c["id"]] in _GATE_CONNECTED for c in connect):
+        if not all(_shows_connected(c, last[c["id"]]) for c in connect):
             unmet.append("connect")  # the block checks were not looked at
         elif not all(last[c["id"]] in _GATE_NOT_CONNECTED for c in block):
             unmet.append("block")
         if not unmet:
-            report.update(opened="condition-met", waited_ms=_ms(started), last=last)
-            return report
-    yield from sleep_until(deadline)
-    report.update(opened="bound-reached", unmet=unmet, waited_ms=_ms(started), last=last)
+            if block:
+                report.update(opened="condition-met", waited_ms=_ms(started), last=last)
+                return report
+            break  # the network is up; whether a fail-open start is over nothing can show
+    yield from sleep_until(deadline)  # rounds still out finish on their own, unread
+    if unmet:
+        report.update(opened="bound-reached", unmet=unmet)
+    else:
+        report.update(opened="no-candidate")
+    report.update(waited_ms=_ms(started), last=last)
     return report
 
 

@@ -96,27 +96,28 @@ def conflicting(before: Observation, after: Observation) -> bool:
 _ANSWERED = frozenset({"allowed", "refused", "nxdomain"})
 
 
-def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """Why nothing this probe pod saw shows its network was up, or None when something does.
+def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether nothing this probe pod saw shows its network was up.
 
-    "bound": its gate polled checks the spec expects to connect, and none did within --warmup;
-    "no-candidate": the spec expects nothing of it to connect, so nothing could. Either way, if
-    none of its own checks got an answer either, every failure it saw may be a CNI that had not
-    programmed the new pod yet (Calico drops its packets until then): no deny is proven by it.
+    Its gate polled what should connect -- checks the spec expects to connect, or, where it
+    expects nothing to, the cluster DNS (any answer) -- and nothing did within --warmup, and
+    none of its own checks got an answer either: every failure it saw may be a CNI that had not
+    programmed the new pod yet (Calico drops its packets until then), so no deny is proven by it.
+    A gate with nothing to poll for that ("no-candidate" missing "connect") shows nothing either.
     """
     if gate is None or any(str(r.get("verdict")) in _ANSWERED for r in results.values()):
-        return None
-    if gate.get("opened") == "bound-reached" and "connect" in (gate.get("unmet") or ()):
-        return "bound"
-    if gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ()):
-        return "no-candidate"
-    return None
+        return False
+    if gate.get("opened") == "bound-reached":
+        return "connect" in (gate.get("unmet") or ())
+    return gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ())
 
 
 def without_network(observations: Mapping[str, Observation]) -> dict[str, Observation]:
     """Observations of a probe pod whose network was never seen up: its failures prove nothing."""
-    why = ("not probed: no check of this probe pod connected or got any answer, not even those the "
-           "spec expects to connect, within --warmup (its network may not have been programmed yet)")
+    why = ("not probed: no check of this probe pod connected or got any answer within --warmup, not "
+           "even those its gate polled to see its network up (checks the spec expects to connect, or "
+           "else the cluster DNS): its network may not have been programmed yet (where the source's "
+           "policy denies it even DNS, --warmup-mode fixed rests its denies on a fixed wait)")
     return {target: Observation(subresults=tuple(
         s if s.connected else SubResult(identity=s.identity, pod=s.pod, ip=s.ip, verdict=Verdict.ERROR,
                                         detail=f"{why}; it saw {s.verdict}: {s.detail}")

@@ -287,18 +287,11 @@ class Runner:
         """The agent's whole result document -> the round's observations (ValueError if it is not one)."""
         parsed = parse_agent_output(output)
         observations = observe(plan, parsed)
-        unshown = network_unshown(parse_agent_gate(output), parsed)
-        if unshown == "bound":
-            # Nothing the spec expects to connect did: the pod may never have had a network,
-            # and a deny it saw proves nothing (not probed; --attempts probes it again).
+        if network_unshown(parse_agent_gate(output), parsed):
+            # Nothing the gate polled to see the network up answered, nor anything else: the pod
+            # may never have had a network, and a deny it saw proves nothing (not probed;
+            # --attempts probes it again in a new pod).
             observations = without_network(observations)
-        elif unshown == "no-candidate":
-            warning = (f"{', '.join(plan.sources)} ({plan.identity.describe()}): the spec expects nothing "
-                       "of this probe pod to connect and nothing answered it, so its denies rest on the "
-                       "--warmup wait alone (no check showed its network was up); give it one check "
-                       "expected to connect, e.g. the cluster DNS")
-            if warning not in self.warnings:
-                self.warnings.append(warning)
         rnd.results[plan.index] = observations
 
     def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None, agent_ms: int | None,
@@ -321,6 +314,8 @@ class Runner:
         elif why == "no-candidate":
             wants = {"connect": "allow", "block": "deny"}
             why += f" (no check the spec expects to {' or '.join(wants.get(m, m) for m in gate.get('missing') or [])})"
+        if gate.get("network"):
+            why += "; it polled the cluster DNS for its network, as nothing is expected to connect"
         self.log(f"probe pod {plan.index} ({', '.join(plan.sources)}): gate waited "
                  f"{gate['waited_ms'] / 1000:.2f}s, {why}")
 

@@ -110,11 +110,12 @@ class FakeCluster:
                                   termination_message='{"version": 1, "results": [{"id": "t0", "verd')
         elif fault in ("no-network", "no-network-no-candidate"):
             # what an agent reports from a pod whose network was never programmed: every check
-            # dropped, and its gate's connect checks never connected (or it had none)
+            # dropped, and its gate never saw what should connect connect -- checks the spec
+            # expects to connect, or, where there are none, the cluster DNS
             plan = json.loads(manifest["spec"]["template"]["spec"]["containers"][0]["command"][3])
-            gate = ({"mode": "gate", "opened": "bound-reached", "unmet": ["connect"], "waited_ms": 2000}
-                    if fault == "no-network" else
-                    {"mode": "gate", "opened": "no-candidate", "missing": ["connect"], "waited_ms": 2000})
+            gate = {"mode": "gate", "opened": "bound-reached", "unmet": ["connect"], "waited_ms": 2000}
+            if fault == "no-network-no-candidate":
+                gate.update(connect=["gate:network"], network=plan["gate"]["network"])
             doc = {"version": 1, "elapsed_ms": 3000, "gate": gate, "results": [
                 {"id": c["id"], "verdict": "blocked", "detail": "no answer within 1s", "history": ["blocked"],
                  "attempts": 1} for c in plan["checks"]]}

@@ -312,8 +312,10 @@ def test_result_is_written_to_the_termination_log(tmp_path, listener):
     ('{"version": 1, "checks": [], "gate": {"bound": 1, "connect": ["nope"]}}',
      "gate.connect: no check with id 'nope'"),
     ('{"version": 1, "checks": [], "warmup": 1, "gate": {"bound": 1}}', "gate and warmup: give one of them"),
+    ('{"version": 1, "checks": [], "gate": {"bound": 1, "network": 53}}', "gate.network: expected a DNS name"),
 ], ids=["not-json", "missing-plan-file", "wrong-version", "unknown-kind", "missing-port", "dns-without-name",
-        "negative-timeout", "duplicate-id", "gate-negative-bound", "gate-unknown-check", "gate-and-warmup"])
+        "negative-timeout", "duplicate-id", "gate-negative-bound", "gate-unknown-check", "gate-and-warmup",
+        "gate-network-not-a-name"])
 def test_malformed_plan_exits_2_with_one_line(plan, message):
     code, doc, stderr = run_agent(plan)
     assert code == 2 and doc is None

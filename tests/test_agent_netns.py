@@ -344,3 +344,49 @@ def test_gate_never_hides_a_leak_it_polls_it_reports_it_after_the_bound(pod: Pod
     assert doc["gate"]["opened"] == "bound-reached" and doc["gate"]["unmet"] == ["block"]
     assert 1500 <= doc["gate"]["waited_ms"] <= 2000
     assert time.monotonic() - started >= 1.5
+
+
+# -- a probe pod the spec expects nothing of to connect: the gate waits for its cluster DNS
+
+
+def test_gate_of_an_all_deny_pod_waits_for_the_cluster_dns_on_a_fail_closed_start(
+        pod: Pod, serving_port: int, denied_port: int) -> None:
+    # Every check is an expected deny, one of them a real leak. Calico-like start: everything
+    # dropped for 1 s, during which every deny "holds", the leak included. The gate has no
+    # check the spec expects to connect, so it waits until the cluster DNS answers (here with
+    # NXDOMAIN: any answer shows packets flow), and only then looks at the deny.
+    checks = [{"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
+              {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
+    gated = {"version": 1, "timeout": 1.0, "resolv_conf": pod.resolv_conf, "checks": checks,
+             "gate": {"bound": 6, "connect": [], "block": ["denied"], "network": "kubernetes.default"}}
+    with dns_server(pod.host_ip, Zone()) as zone, \
+            for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]) as removed:
+        code, doc, err = run_agent(gated, netns=pod.netns)
+        finished = time.monotonic()
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"denied": "blocked", "leak": "allowed"}
+    report = doc["gate"]
+    assert report["opened"] == "condition-met" and report["network"] == "kubernetes.default"
+    assert report["last"] == {"gate:network": "nxdomain", "denied": "blocked"}
+    assert removed[0] - 0.1 <= gate_opened_at(doc, finished) <= removed[0] + 0.9
+    assert any(name.startswith("kubernetes.default.") for _, name, _ in zone.queries)
+
+
+def test_gate_of_an_all_deny_pod_whose_dns_never_answers_reports_the_network_unshown(
+        pod: Pod, tmp_path: Path) -> None:
+    # The pod's packets to its nameserver are dropped for the whole bound (a CNI that never
+    # programmed it, or a policy that denies it DNS): the gate says so, and the run turns its
+    # "blocked" denies into "not probed" (observe.network_unshown).
+    from probe.observe import network_unshown
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"search default.svc.cluster.local\nnameserver {pod.dns_dropped_ip}\noptions ndots:5\n")
+    checks = [{"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
+    code, doc, err = run_agent({"version": 1, "timeout": 0.5, "resolv_conf": str(conf), "checks": checks,
+                                "gate": {"bound": 1.0, "connect": [], "block": ["denied"],
+                                         "network": "kubernetes.default"}}, netns=pod.netns)
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"denied": "blocked"}
+    assert doc["gate"]["opened"] == "bound-reached" and doc["gate"]["unmet"] == ["connect"]
+    assert doc["gate"]["last"]["gate:network"] == "dns-timeout"
+    assert network_unshown(doc["gate"], {r["id"]: r for r in doc["results"]})

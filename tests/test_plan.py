@@ -211,7 +211,8 @@ def test_agent_and_plan_travel_as_argv_data_not_through_a_shell(job):
     annotations = job["spec"]["template"]["metadata"]["annotations"]
     assert annotations[AGENT_ANNOTATION] == hashlib.sha256(agent_program().encode()).hexdigest()
     plan = json.loads(command[3])
-    assert plan["version"] == 1 and plan["gate"] == {"bound": 2, "connect": [], "block": []}
+    assert plan["version"] == 1 and plan["gate"] == {"bound": 2, "connect": [], "block": [],
+                                                  "network": "kubernetes.default"}
     assert "warmup" not in plan
     assert plan["checks"] == [{"id": "t0", "kind": "tcp", "host": "db", "port": 5432}]
 
@@ -274,7 +275,9 @@ def test_block_checks_prefer_dns_then_target_pods_then_names_then_ip_addresses()
     names = [plan.refs[c].target for c in doc["gate"]["block"]]
     assert len(names) == GATE_CANDIDATES == 3
     assert names == ["dns", "db-pods", "db"]  # then site (a name), then the IP addresses
-    assert doc["gate"]["connect"] == []
+    # Nothing is expected to connect: the gate waits for the cluster DNS to answer instead, so
+    # the denies are not probed while a fail-closed CNI still drops everything.
+    assert doc["gate"]["connect"] == [] and doc["gate"]["network"] == "kubernetes.default"
 
 
 def test_connect_checks_prefer_target_pods_then_names_then_dns_then_ip_addresses():
@@ -282,7 +285,7 @@ def test_connect_checks_prefer_target_pods_then_names_then_dns_then_ip_addresses
     plan, doc = gate_of(TARGETS, {("api", t.name): ALLOW for t in TARGETS}, pods=DBPODS_FOUND)
     names = [plan.refs[c].target for c in doc["gate"]["connect"]]
     assert names == ["db-pods", "db", "site"]
-    assert doc["gate"]["block"] == []
+    assert doc["gate"]["block"] == [] and "network" not in doc["gate"]
 
 
 def test_a_target_the_sources_of_one_probe_pod_disagree_on_is_no_gate_check():
@@ -310,6 +313,8 @@ def test_no_warmup_means_neither_gate_nor_wait():
 def test_reprobe_plans_choose_gate_checks_among_their_own_checks():
     plan, doc = gate_of([DNS, DB], {("api", "dns"): ALLOW, ("api", "db"): DENY}, only={"api": {"db"}})
     assert set(plan.refs) == set(doc["gate"]["block"]) and doc["gate"]["connect"] == []
+    # a re-probe of a deny alone still waits for the pod's network (the cluster DNS) to answer
+    assert doc["gate"]["network"] == "kubernetes.default"
 
 
 def test_probe_jobs_can_be_built_in_many_threads_at_once():
