@@ -937,11 +937,15 @@ def _run_one(check: Dict[str, Any], resolver: Resolver, default_timeout: float) 
 # What a gate check must show: the verdict its expectation asks for (the diff's match table).
 _GATE_CONNECTED = (ALLOWED,)
 _GATE_NOT_CONNECTED = (BLOCKED, REFUSED, UNREACHABLE, DNS_TIMEOUT)
-# The gate's own "connect" check where the spec expects nothing to connect (gate.network): a
-# lookup at the pod's cluster DNS, for which any answer -- a record or NXDOMAIN -- shows that
-# the pod's packets flow. Its id cannot be a check's: ids the host makes have no colon.
+# The gate's own look at the pod's network (gate.network): a lookup at its cluster DNS, for
+# which any answer -- a record or NXDOMAIN -- shows that the pod's packets flow. It is the
+# "connect" condition where the spec expects nothing to connect, and otherwise looked at beside
+# the "connect" checks until it answers once (the report's network_seen). Its id cannot be a
+# check's: ids the host makes have no colon.
 NETWORK_CHECK = "gate:network"
 _NETWORK_ANSWERED = (ALLOWED, NXDOMAIN)
+# Verdicts that came back from the network: a look that saw one saw the pod's packets flow.
+_ANSWERS = (ALLOWED, REFUSED, NXDOMAIN)
 
 
 def _shows_connected(check: Dict[str, Any], verdict: str) -> bool:
@@ -965,9 +969,10 @@ NOT_LOOKED = "not-looked"  # a gate round's block check, when its connect checks
 
 
 def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any]], conf: ResolvConf,
-                timeout: float) -> Step[Dict[str, str]]:
-    """One gate round, {check id: verdict}: the connect checks, then -- only once every one of them
-    connected -- fresh probes of the block checks.
+                timeout: float, network: Optional[Dict[str, Any]] = None) -> Step[Dict[str, str]]:
+    """One gate round, {check id: verdict}: the connect checks (and beside them the `network`
+    look, if given, which decides nothing), then -- only once every connect check connected --
+    fresh probes of the block checks.
 
     In that order, a block check's "not connected" is always seen after the pod's packets were
     seen to flow: probes sent side by side would each sample their own moment (a DNS query is
@@ -976,8 +981,9 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
     it and the block check's one early SYN dropped -- and open the gate while a deny still connects.
     """
     resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
-    connected = yield from gather([_gate_probe(c, resolver, timeout) for c in connect])
-    verdicts = {c["id"]: connected[i] for i, c in enumerate(connect)}
+    looks = [*connect, network] if network is not None else connect
+    connected = yield from gather([_gate_probe(c, resolver, timeout) for c in looks])
+    verdicts = {c["id"]: connected[i] for i, c in enumerate(looks)}
     if all(_shows_connected(c, connected[i]) for i, c in enumerate(connect)):
         blocked = yield from gather([_gate_probe(c, resolver, timeout) for c in block])
         verdicts.update((c["id"], blocked[i]) for i, c in enumerate(block))
@@ -1025,12 +1031,16 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     block = [by_id[i] for i in gate["block"]]
     report = {"mode": "gate", "bound_s": gate["bound"], "connect": gate["connect"],
               "block": gate["block"], "rounds": 0}  # type: Dict[str, Any]
-    if not connect and gate.get("network"):
+    network = None  # type: Optional[Dict[str, Any]]
+    if gate.get("network"):
+        network = {"id": NETWORK_CHECK, "kind": "dns", "name": gate["network"]}
+        report.update(network=gate["network"], network_seen=False)
+    if not connect and network is not None:
         # Nothing is expected to connect, yet a deny seen while a fail-closed enforcer still
         # drops everything proves nothing: wait instead for the cluster DNS to answer at all.
-        connect = [{"id": NETWORK_CHECK, "kind": "dns", "name": gate["network"]}]
+        connect = [network]
         report["connect"] = [NETWORK_CHECK]
-        report["network"] = gate["network"]
+    beside = network if network is not None and network not in connect else None
     missing = [name for name, candidates in (("connect", connect), ("block", block)) if not candidates]
     if not connect:
         yield from sleep_until(deadline)
@@ -1046,7 +1056,8 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     while True:
         now = loop_time()
         if now >= next_round and now + gate["timeout"] <= deadline and len(running) < GATE_IN_FLIGHT:
-            running.append((yield from spawn(_gate_round(connect, block, conf, gate["timeout"]))))
+            look = None if report.get("network_seen") else beside  # once seen, seen
+            running.append((yield from spawn(_gate_round(connect, block, conf, gate["timeout"], look))))
             report["rounds"] += 1
             # Back off from `interval` to GATE_MAX_INTERVAL: the first rounds find a fast
             # enforcer at once; where targets answer every round (a fail-open start, a leak the
@@ -1067,6 +1078,8 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
             continue  # time for the next round
         running.remove(finished)
         last = finished.value
+        if network is not None and any(v in _ANSWERS for v in last.values()):
+            report["network_seen"] = True
         unmet = []
         if not all(_shows_connected(c, last[c["id"]]) for c in connect):
             unmet.append("connect")  # the block checks were not looked at

@@ -26,17 +26,17 @@ def plan_document(plan: ProbePlan) -> dict[str, Any]:
         # The readiness gate (agent.run_gate): start as soon as the policy is observably in force.
         doc["gate"] = {"bound": plan.warmup, "connect": list(plan.gate_connect),
                        "block": list(plan.gate_block)}
-        if not plan.gate_connect:
-            # Nothing this pod probes is expected to connect, so nothing of the spec's can show
-            # that its packets flow (a fail-closed CNI drops them until its policy is programmed,
-            # and every deny then "holds"): the gate waits for the cluster DNS to answer instead.
-            doc["gate"]["network"] = GATE_NETWORK_NAME
+        # A failure seen while a fail-closed CNI still drops every packet of the new pod proves
+        # nothing, so the gate also looks at the pod's network: the cluster DNS answering. Where
+        # nothing is expected to connect, that is what the gate waits for; otherwise it is looked
+        # at beside the expected connections until it answers (the report's network_seen).
+        doc["gate"]["network"] = GATE_NETWORK_NAME
     return doc
 
 
-# The name the gate looks up where the spec expects nothing to connect: the API server's Service
-# exists in every cluster, and any answer to it (even NXDOMAIN, on a cluster domain the search
-# path misses) shows the pod's network is up.
+# The name the gate looks up to see the pod's network: the API server's Service exists in every
+# cluster, and any answer to it (even NXDOMAIN, on a cluster domain the search path misses)
+# shows the pod's packets flow.
 GATE_NETWORK_NAME = "kubernetes.default"
 
 

@@ -100,12 +100,14 @@ def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mappin
     """Whether nothing this probe pod saw shows its network was up.
 
     Its gate polled what should connect -- checks the spec expects to connect, or, where it
-    expects nothing to, the cluster DNS (any answer) -- and nothing did within --warmup, and
-    none of its own checks got an answer either: every failure it saw may be a CNI that had not
-    programmed the new pod yet (Calico drops its packets until then), so no deny is proven by it.
-    A gate with nothing to poll for that ("no-candidate" missing "connect") shows nothing either.
+    expects nothing to, the cluster DNS (any answer) -- and nothing did within --warmup; its
+    look at the cluster DNS (network_seen) never got an answer; and none of its own checks got
+    one either: every failure it saw may be a CNI that had not programmed the new pod yet
+    (Calico drops its packets until then), so no deny is proven by it. A gate with nothing to
+    poll for that ("no-candidate" missing "connect") shows nothing either.
     """
-    if gate is None or any(str(r.get("verdict")) in _ANSWERED for r in results.values()):
+    if gate is None or gate.get("network_seen") is True \
+            or any(str(r.get("verdict")) in _ANSWERED for r in results.values()):
         return False
     if gate.get("opened") == "bound-reached":
         return "connect" in (gate.get("unmet") or ())
@@ -114,10 +116,10 @@ def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mappin
 
 def without_network(observations: Mapping[str, Observation]) -> dict[str, Observation]:
     """Observations of a probe pod whose network was never seen up: its failures prove nothing."""
-    why = ("not probed: no check of this probe pod connected or got any answer within --warmup, not "
-           "even those its gate polled to see its network up (checks the spec expects to connect, or "
-           "else the cluster DNS): its network may not have been programmed yet (where the source's "
-           "policy denies it even DNS, --warmup-mode fixed rests its denies on a fixed wait)")
+    why = ("not probed: nothing this probe pod sent got any answer within --warmup, neither its checks "
+           "nor its gate's looks at the cluster DNS: its network may not have been programmed yet "
+           "(where the source's policy denies it even DNS, --warmup-mode fixed rests its denies on a "
+           "fixed wait)")
     return {target: Observation(subresults=tuple(
         s if s.connected else SubResult(identity=s.identity, pod=s.pod, ip=s.ip, verdict=Verdict.ERROR,
                                         detail=f"{why}; it saw {s.verdict}: {s.detail}")

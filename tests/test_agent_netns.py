@@ -390,3 +390,26 @@ def test_gate_of_an_all_deny_pod_whose_dns_never_answers_reports_the_network_uns
     assert doc["gate"]["opened"] == "bound-reached" and doc["gate"]["unmet"] == ["connect"]
     assert doc["gate"]["last"]["gate:network"] == "dns-timeout"
     assert network_unshown(doc["gate"], {r["id"]: r for r in doc["results"]})
+
+
+def test_gate_looks_at_the_cluster_dns_beside_an_expected_allow_that_never_connects(pod: Pod) -> None:
+    # A re-probe of an expected allow that the policy really blocks: the check never connects,
+    # and nothing else of the plan answers. The gate's look at the cluster DNS answered, so the
+    # pod's network was up and the "blocked" is a real mismatch -- not "not probed".
+    from probe.observe import network_unshown
+
+    checks = [{"id": "expected-allow", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
+    with dns_server(pod.host_ip, Zone()):
+        code, doc, err = run_agent({"version": 1, "timeout": 0.5, "resolv_conf": pod.resolv_conf,
+                                    "checks": checks, "gate": {"bound": 1.0, "connect": ["expected-allow"],
+                                                               "block": [], "network": "kubernetes.default"}},
+                                   netns=pod.netns)
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"expected-allow": "blocked"}
+    gate = doc["gate"]
+    assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"] and gate["missing"] == ["block"]
+    assert gate["network_seen"] is True
+    results = {r["id"]: r for r in doc["results"]}
+    assert not network_unshown(gate, results)
+    # the same report without the DNS answer: nothing showed the network up
+    assert network_unshown({**gate, "network_seen": False}, results)

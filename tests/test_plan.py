@@ -261,7 +261,8 @@ def test_gate_polls_an_expected_allow_and_an_expected_deny_check():
                                               ("api", "internet"): ALLOW})
     ids = {plan.refs[c].target: c for c in plan.refs}
     # connect: DNS before an IP address; block: the only deny
-    assert doc["gate"] == {"bound": 3.0, "connect": [ids["dns"], ids["internet"]], "block": [ids["db"]]}
+    assert doc["gate"] == {"bound": 3.0, "connect": [ids["dns"], ids["internet"]], "block": [ids["db"]],
+                           "network": "kubernetes.default"}
 
 
 TARGETS = [SITE_IP, INTERNET, DB, DBPODS, SITE, DNS]
@@ -275,8 +276,8 @@ def test_block_checks_prefer_dns_then_target_pods_then_names_then_ip_addresses()
     names = [plan.refs[c].target for c in doc["gate"]["block"]]
     assert len(names) == GATE_CANDIDATES == 3
     assert names == ["dns", "db-pods", "db"]  # then site (a name), then the IP addresses
-    # Nothing is expected to connect: the gate waits for the cluster DNS to answer instead, so
-    # the denies are not probed while a fail-closed CNI still drops everything.
+    # Nothing is expected to connect: the gate waits for the cluster DNS (gate.network) to answer
+    # instead, so the denies are not probed while a fail-closed CNI still drops everything.
     assert doc["gate"]["connect"] == [] and doc["gate"]["network"] == "kubernetes.default"
 
 
@@ -285,7 +286,7 @@ def test_connect_checks_prefer_target_pods_then_names_then_dns_then_ip_addresses
     plan, doc = gate_of(TARGETS, {("api", t.name): ALLOW for t in TARGETS}, pods=DBPODS_FOUND)
     names = [plan.refs[c].target for c in doc["gate"]["connect"]]
     assert names == ["db-pods", "db", "site"]
-    assert doc["gate"]["block"] == [] and "network" not in doc["gate"]
+    assert doc["gate"]["block"] == [] and doc["gate"]["network"] == "kubernetes.default"
 
 
 def test_a_target_the_sources_of_one_probe_pod_disagree_on_is_no_gate_check():

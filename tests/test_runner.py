@@ -512,7 +512,7 @@ def test_a_probe_pod_whose_network_never_came_up_proves_no_deny(listener, closed
     spec = spec_for(listener[1], closed_port, sources=("api",))
     result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network"}), spec, FAST).run()
     closed = result.cell("api", "closed")
-    assert closed.observed is Verdict.ERROR and "no check of this probe pod connected" in closed.detail
+    assert closed.observed is Verdict.ERROR and "nothing this probe pod sent got any answer" in closed.detail
     assert result.cell("api", "db").observed is Verdict.ERROR
     assert result.exit_code == 3
     # --attempts probes the deny again too, in a new pod (here one whose network works)
@@ -534,7 +534,7 @@ def test_denies_of_a_probe_pod_expected_to_reach_nothing_are_not_probed_until_it
     plan = json.loads(cluster.jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][3])
     assert plan["gate"]["connect"] == [] and plan["gate"]["network"] == "kubernetes.default"
     closed = result.cell("api", "closed")
-    assert closed.observed is Verdict.ERROR and "else the cluster DNS" in closed.detail
+    assert closed.observed is Verdict.ERROR and "looks at the cluster DNS" in closed.detail
     assert closed.match is not True and result.exit_code == 3
     assert not any("--warmup wait alone" in w for w in result.warnings)
 
