@@ -28,7 +28,8 @@ spec:
 """
 
 # web-stable is ingress-isolated from everyone; web-canary is selected by no policy (the
-# "mislabelled replica"). client team=a may only resolve names; team=b is unrestricted.
+# "mislabelled replica"). client team=a may only resolve names; team=b is unrestricted; the
+# hermit may send nothing at all, not even a DNS query.
 _POLICIES = """\
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -49,6 +50,13 @@ spec:
       podSelector: {matchLabels: {k8s-app: kube-dns}}
     ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
 ---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: hermit-nothing-out}
+spec:
+  podSelector: {matchLabels: {app: hermit}}
+  policyTypes: [Egress]
+---
 apiVersion: v1
 kind: Service
 metadata: {name: empty}
@@ -62,19 +70,20 @@ spec:
 def mixed() -> Iterator[str]:
     for ns in _namespace("np-e2e-cells"):
         pods = [("web-stable", "{app: web, track: stable}"), ("web-canary", "{app: web, track: canary}"),
-                ("client-a", "{app: client, team: a}"), ("client-b", "{app: client, team: b}")]
+                ("client-a", "{app: client, team: a}"), ("client-b", "{app: client, team: b}"),
+                ("hermit", "{app: hermit}")]
         manifest = "---\n".join(_POD.format(name=n, labels=labels, image=IMAGE) for n, labels in pods)
         kubectl("apply", "-n", ns, "-f", "-", check=True, input_text=manifest + "---\n" + _POLICIES)
         kubectl("wait", "-n", ns, "--for=condition=Ready", "pod", "--all", "--timeout=120s")
         yield ns
 
 
-def _spec(tmp_path: Path, target: str, expect: str) -> Path:
+def _spec(tmp_path: Path, target: str, expect: str, source: str = "{app: client}") -> Path:
     path = tmp_path / f"spec-{expect}.yaml"
     path.write_text(textwrap.dedent(f"""\
         version: 1
         defaults: {{timeout: 2s}}
-        sources: [{{name: client, selector: {{app: client}}}}]
+        sources: [{{name: client, selector: {source}}}]
         targets:
           - {target}
         expect: {{client: {{t: {expect}}}}}
@@ -140,3 +149,39 @@ def test_a_service_with_no_ready_endpoints_is_not_probed_never_a_deny_match(mixe
     # client-b's connection was refused by kube-proxy, client-a's dropped by its egress policy:
     # neither proves the policy on the port of a Service that has nothing behind it.
     assert {s["verdict"] for s in cell["subresults"]} == {"no-endpoints"}
+
+
+def test_an_all_deny_source_waits_for_its_cluster_dns_before_its_denies_are_probed(mixed: str,
+                                                                                   tmp_path: Path) -> None:
+    # client team=a may only resolve names, and the spec expects it to reach nothing: no check can
+    # show its network up (the lab, like Calico, drops a new pod's packets until it is programmed),
+    # so its gate waits for the cluster DNS to answer, and only then probes the deny.
+    spec = _spec(tmp_path, "{name: t, tcp: {selector: {app: web, track: canary}, port: 8080}}", "deny",
+                 source="{app: client, team: a}")
+    proc = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json", "--warmup", "20s")
+    assert proc.returncode == 0, _why(proc)
+    assert _cell(proc)["observed"] == "blocked" and _cell(proc)["match"] is True
+    (gate,) = json.loads(proc.stdout)["meta"]["gates"]
+    assert gate["connect"] == ["gate:network"] and gate["network"] == "kubernetes.default"
+    assert gate["opened"] == "condition-met" and gate["network_seen"] is True
+    assert gate["last"]["gate:network"] in ("allowed", "nxdomain") and gate["last"]["t0p0"] == "blocked"
+
+
+def test_a_source_denied_even_dns_proves_no_deny_unless_a_fixed_wait_is_asked_for(mixed: str,
+                                                                                  tmp_path: Path) -> None:
+    # The hermit's egress policy denies everything, DNS included: nothing from inside its probe
+    # pod can show that its network was ever up, so its "blocked" proves no deny -- not probed.
+    spec = _spec(tmp_path, "{name: t, tcp: {selector: {app: web, track: canary}, port: 8080}}", "deny",
+                 source="{app: hermit}")
+    proc = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json", "--warmup", "3s")
+    assert proc.returncode == 3, _why(proc)
+    cell = _cell(proc)
+    assert cell["match"] is None and "--warmup-mode fixed" in cell["reason"], cell
+    (gate,) = json.loads(proc.stdout)["meta"]["gates"]
+    assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"] and gate["network_seen"] is False
+    # A user who knows the source is denied everything rests its denies on a fixed wait instead.
+    fixed = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json",
+                     "--warmup-mode", "fixed", "--warmup", "4s")
+    assert fixed.returncode == 0, _why(fixed)
+    assert _cell(fixed)["observed"] == "blocked" and _cell(fixed)["match"] is True
+    assert wait_gone(mixed) == []
