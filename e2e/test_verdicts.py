@@ -151,20 +151,20 @@ def test_a_service_with_no_ready_endpoints_is_not_probed_never_a_deny_match(mixe
     assert {s["verdict"] for s in cell["subresults"]} == {"no-endpoints"}
 
 
-def test_an_all_deny_source_waits_for_its_cluster_dns_before_its_denies_are_probed(mixed: str,
-                                                                                   tmp_path: Path) -> None:
+def test_an_all_deny_source_waits_for_its_nameserver_before_its_denies_are_probed(mixed: str,
+                                                                                  tmp_path: Path) -> None:
     # client team=a may only resolve names, and the spec expects it to reach nothing: no check can
     # show its network up (the lab, like Calico, drops a new pod's packets until it is programmed),
-    # so its gate waits for the cluster DNS to answer, and only then probes the deny.
+    # so its gate polls its nameserver until it replies, then waits out --warmup, then probes.
     spec = _spec(tmp_path, "{name: t, tcp: {selector: {app: web, track: canary}, port: 8080}}", "deny",
                  source="{app: client, team: a}")
-    proc = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json", "--warmup", "20s")
+    proc = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json", "--warmup", "4s")
     assert proc.returncode == 0, _why(proc)
     assert _cell(proc)["observed"] == "blocked" and _cell(proc)["match"] is True
     (gate,) = json.loads(proc.stdout)["meta"]["gates"]
     assert gate["connect"] == ["gate:network"] and gate["network"] == "kubernetes.default"
-    assert gate["opened"] == "condition-met" and gate["network_seen"] is True
-    assert gate["last"]["gate:network"] in ("allowed", "nxdomain") and gate["last"]["t0p0"] == "blocked"
+    assert gate["opened"] == "no-candidate" and gate["missing"] == ["connect"] and gate["network_seen"] is True
+    assert gate["last"]["gate:network"] == "answered" and gate["waited_ms"] >= 4000
 
 
 def test_a_source_denied_even_dns_proves_no_deny_unless_a_fixed_wait_is_asked_for(mixed: str,
@@ -177,6 +177,8 @@ def test_a_source_denied_even_dns_proves_no_deny_unless_a_fixed_wait_is_asked_fo
     assert proc.returncode == 3, _why(proc)
     cell = _cell(proc)
     assert cell["match"] is None and "--warmup-mode fixed" in cell["reason"], cell
+    warnings = json.loads(proc.stdout)["warnings"]
+    assert not any("not even its DNS" in w for w in warnings)  # the spec did not say DNS is denied
     (gate,) = json.loads(proc.stdout)["meta"]["gates"]
     assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"] and gate["network_seen"] is False
     # A user who knows the source is denied everything rests its denies on a fixed wait instead.

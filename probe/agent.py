@@ -177,6 +177,8 @@ def parse_plan(text: str) -> Dict[str, Any]:
             raise PlanError("%s.id: expected a non-empty string" % where)
         if cid in seen:
             raise PlanError("%s.id: duplicate id %r" % (where, cid))
+        if cid.startswith("gate:"):
+            raise PlanError("%s.id: ids starting with 'gate:' are the gate's own, got %r" % (where, cid))
         seen.add(cid)
         kind = check.get("kind")
         if kind not in KINDS:
@@ -228,8 +230,13 @@ def _parse_gate(gate: Any, ids: Any) -> Optional[Dict[str, Any]]:
             raise PlanError("gate.%s: no check with id %r" % (key, unknown[0]))
         out[key] = list(value)
     network = gate.get("network")
-    if network is not None and (not isinstance(network, str) or not network or len(network) > 253):
-        raise PlanError("gate.network: expected a DNS name, got %r" % (network,))
+    if network is not None:
+        try:  # a name that cannot be sent would be "answered" by nobody: refuse it here
+            encode_query(1, network, _QTYPE_A)
+            if not isinstance(network, str) or not network.strip("."):
+                raise ValueError
+        except (ValueError, UnicodeError, TypeError, AttributeError):
+            raise PlanError("gate.network: expected a DNS name, got %r" % (network,)) from None
     out["network"] = network
     return out
 
@@ -937,24 +944,49 @@ def _run_one(check: Dict[str, Any], resolver: Resolver, default_timeout: float) 
 # What a gate check must show: the verdict its expectation asks for (the diff's match table).
 _GATE_CONNECTED = (ALLOWED,)
 _GATE_NOT_CONNECTED = (BLOCKED, REFUSED, UNREACHABLE, DNS_TIMEOUT)
-# The gate's own look at the pod's network (gate.network): a lookup at its cluster DNS, for
-# which any answer -- a record or NXDOMAIN -- shows that the pod's packets flow. It is the
-# "connect" condition where the spec expects nothing to connect, and otherwise looked at beside
-# the "connect" checks until it answers once (the report's network_seen). Its id cannot be a
-# check's: ids the host makes have no colon.
-NETWORK_CHECK = "gate:network"
-_NETWORK_ANSWERED = (ALLOWED, NXDOMAIN)
+# The gate's own look at the pod's network (gate.network): one query to the pod's nameserver,
+# for which any reply -- a record, NXDOMAIN, SERVFAIL, REFUSED -- shows that its packets flow.
+# It is the "connect" condition where the spec expects nothing to connect, and otherwise runs
+# beside the rounds until something the gate sent is answered (the report's network_seen).
+NETWORK_CHECK = "gate:network"  # its id in the report; checks cannot take ids starting "gate:"
+NETWORK_ANSWERED = "answered"
 # Verdicts that came back from the network: a look that saw one saw the pod's packets flow.
-_ANSWERS = (ALLOWED, REFUSED, NXDOMAIN)
+_ANSWERS = (ALLOWED, REFUSED, NXDOMAIN, NETWORK_ANSWERED)
+
+
+def _network_look(conf: ResolvConf, name: str, timeout: float) -> Step[str]:
+    """"answered" if the pod's nameserver replies at all to one query for `name`, else why not."""
+    try:
+        fqdn = conf.candidates(name)[0]
+        outcome = yield from Resolver(conf)._query(fqdn, _QTYPE_A, time.monotonic() + timeout)
+    except Exception:  # no evidence either way
+        return ERROR
+    return DNS_TIMEOUT if outcome[0] == "timeout" else NETWORK_ANSWERED
 
 
 def _shows_connected(check: Dict[str, Any], verdict: str) -> bool:
     """Whether a gate look at a "connect" check saw what the gate waits for."""
-    return verdict in (_NETWORK_ANSWERED if check["id"] == NETWORK_CHECK else _GATE_CONNECTED)
+    return verdict in ((NETWORK_ANSWERED,) if check["kind"] == "network" else _GATE_CONNECTED)
+
+
+def _watch_network(network: Dict[str, Any], conf: ResolvConf, timeout: float, report: Dict[str, Any],
+                   until: float) -> Step[None]:
+    """Look at the pod's network every GATE_MAX_INTERVAL until anything the gate sent was
+    answered (report["network_seen"], which rounds set too), the gate is over, or `until`."""
+    while not report.get("network_seen") and "opened" not in report:
+        started = time.monotonic()
+        if started + timeout > until:
+            return
+        if (yield from _network_look(conf, network["name"], timeout)) == NETWORK_ANSWERED:
+            report["network_seen"] = True
+            return
+        yield from sleep_until(started + GATE_MAX_INTERVAL)
 
 
 def _gate_probe(check: Dict[str, Any], resolver: Resolver, timeout: float) -> Step[str]:
     """One short look at a check: its verdict only. An http check is looked at as TCP."""
+    if check["kind"] == "network":
+        return (yield from _network_look(resolver.conf, check["name"], timeout))
     if check["kind"] == "http":
         _scheme, host, port, _path = _split_url(check["url"])
         check = {"id": check["id"], "kind": "tcp", "host": host, "port": port}
@@ -969,10 +1001,9 @@ NOT_LOOKED = "not-looked"  # a gate round's block check, when its connect checks
 
 
 def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any]], conf: ResolvConf,
-                timeout: float, network: Optional[Dict[str, Any]] = None) -> Step[Dict[str, str]]:
-    """One gate round, {check id: verdict}: the connect checks (and beside them the `network`
-    look, if given, which decides nothing), then -- only once every connect check connected --
-    fresh probes of the block checks.
+                timeout: float) -> Step[Dict[str, str]]:
+    """One gate round, {check id: verdict}: the connect checks, then -- only once every one of them
+    connected -- fresh probes of the block checks.
 
     In that order, a block check's "not connected" is always seen after the pod's packets were
     seen to flow: probes sent side by side would each sample their own moment (a DNS query is
@@ -981,9 +1012,8 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
     it and the block check's one early SYN dropped -- and open the gate while a deny still connects.
     """
     resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
-    looks = [*connect, network] if network is not None else connect
-    connected = yield from gather([_gate_probe(c, resolver, timeout) for c in looks])
-    verdicts = {c["id"]: connected[i] for i, c in enumerate(looks)}
+    connected = yield from gather([_gate_probe(c, resolver, timeout) for c in connect])
+    verdicts = {c["id"]: connected[i] for i, c in enumerate(connect)}
     if all(_shows_connected(c, connected[i]) for i, c in enumerate(connect)):
         blocked = yield from gather([_gate_probe(c, resolver, timeout) for c in block])
         verdicts.update((c["id"], blocked[i]) for i, c in enumerate(block))
@@ -1006,13 +1036,14 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     conditions are judged within one round, never across rounds, and in a round the block checks
     are probed only after the connect checks connected, so an enforcer that goes from dropping
     everything to letting everything through before the policy lands cannot open the gate
-    between the two. Where the spec expects nothing of the pod to connect, the gate's "connect"
-    check is a lookup at its cluster DNS (gate.network), for which any answer will do: a deny is
-    only worth probing once the pod's packets are seen to flow. Where the plan has no "block"
-    check, nothing can show a fail-open start is over, so the gate waits out the whole bound
-    (still polling its "connect" checks until they connect, so that the report says whether the
-    network was ever seen up). The gate only decides when the real checks start: they always
-    run afterwards, and their verdicts are reported as observed.
+    between the two. Beside the rounds, the gate looks at the pod's network (gate.network: any
+    reply of its nameserver) until anything it sent was answered, for the report's network_seen.
+    Where the spec expects nothing of the pod to connect, that look is the "connect" condition,
+    and once it is met the gate still waits out the bound (the targets' side of the policy may
+    still be on its way). Where the plan has no "block" check, nothing can show a fail-open start
+    is over, so the gate waits out the whole bound too, polling its "connect" checks only until
+    they connect. The gate only decides when the real checks start: they always run
+    afterwards, and their verdicts are reported as observed.
 
     Within a round the block checks are looked at only after its connect checks all connected
     (`_gate_round`), so its verdicts describe one moment of the pod's life in order. Rounds overlap:
@@ -1025,52 +1056,57 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     """
     gate = plan["gate"]
     deadline = started + gate["bound"]
+    timeout = min(gate["timeout"], max(gate["bound"], 0.01))  # a bound below it still gets a round
     loop_time = time.monotonic
     by_id = {c["id"]: c for c in plan["checks"]}
     connect = [by_id[i] for i in gate["connect"]]
     block = [by_id[i] for i in gate["block"]]
     report = {"mode": "gate", "bound_s": gate["bound"], "connect": gate["connect"],
               "block": gate["block"], "rounds": 0}  # type: Dict[str, Any]
-    network = None  # type: Optional[Dict[str, Any]]
-    if gate.get("network"):
-        network = {"id": NETWORK_CHECK, "kind": "dns", "name": gate["network"]}
-        report.update(network=gate["network"], network_seen=False)
-    if not connect and network is not None:
-        # Nothing is expected to connect, yet a deny seen while a fail-closed enforcer still
-        # drops everything proves nothing: wait instead for the cluster DNS to answer at all.
-        connect = [network]
-        report["connect"] = [NETWORK_CHECK]
-    beside = network if network is not None and network not in connect else None
     missing = [name for name, candidates in (("connect", connect), ("block", block)) if not candidates]
-    if not connect:
-        yield from sleep_until(deadline)
-        report.update(opened="no-candidate", missing=missing, waited_ms=_ms(started))
-        return report
     if missing:
         report["missing"] = missing
+    network = None  # type: Optional[Dict[str, Any]]
+    if gate.get("network"):
+        network = {"id": NETWORK_CHECK, "kind": "network", "name": gate["network"]}
+        report.update(network=gate["network"], network_seen=False)
+    network_only = not connect and network is not None
+    if network_only:
+        # Nothing is expected to connect, yet a deny seen while a fail-closed enforcer still
+        # drops everything proves nothing: poll the pod's nameserver instead, then -- as a reply
+        # shows only this pod's side programmed, not the targets' ingress side (another node's
+        # agent learns the new pod's address in its own time) -- wait out the bound as well.
+        connect = [network]
+        report["connect"] = [NETWORK_CHECK]
+    if not connect:
+        yield from sleep_until(deadline)
+        report.update(opened="no-candidate", waited_ms=_ms(started))
+        return report
     conf = ResolvConf.load(plan["resolv_conf"])
+    if network is not None and not network_only:
+        yield from spawn(_watch_network(network, conf, timeout, report, deadline))
     last = {}  # type: Dict[str, str]
     unmet = ["connect", "block"] if block else ["connect"]
     running = []  # type: List[Task]
     next_round = loop_time()
     while True:
         now = loop_time()
-        if now >= next_round and now + gate["timeout"] <= deadline and len(running) < GATE_IN_FLIGHT:
-            look = None if report.get("network_seen") else beside  # once seen, seen
-            running.append((yield from spawn(_gate_round(connect, block, conf, gate["timeout"], look))))
+        if now >= next_round and (now + timeout <= deadline or not report["rounds"]) \
+                and len(running) < GATE_IN_FLIGHT:
+            running.append((yield from spawn(_gate_round(connect, block, conf, timeout))))
             report["rounds"] += 1
             # Back off from `interval` to GATE_MAX_INTERVAL: the first rounds find a fast
             # enforcer at once; where targets answer every round (a fail-open start, a leak the
             # gate polls), later ones do not hit them 20 times a second until the bound.
             next_round = now + min(GATE_MAX_INTERVAL, gate["interval"] * (1 + report["rounds"] / 5))
         if not running:
-            if loop_time() + gate["timeout"] > deadline:
+            if loop_time() + timeout > deadline:
                 break  # no round can finish inside the bound any more
             yield from sleep_until(next_round)
             continue
         start_at = max(next_round, loop_time())  # never a wake-up in the past: no busy loop
-        can_start = len(running) < GATE_IN_FLIGHT and start_at + gate["timeout"] <= deadline
-        wake = start_at if can_start else deadline
+        can_start = len(running) < GATE_IN_FLIGHT and start_at + timeout <= deadline
+        wake = start_at if can_start else max(deadline, loop_time())
         finished = yield from first_done(running, wake)
         if finished is None:
             if loop_time() >= deadline:
@@ -1086,15 +1122,15 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
         elif not all(last[c["id"]] in _GATE_NOT_CONNECTED for c in block):
             unmet.append("block")
         if not unmet:
-            if block:
+            if block and not network_only:
                 report.update(opened="condition-met", waited_ms=_ms(started), last=last)
                 return report
-            break  # the network is up; whether a fail-open start is over nothing can show
+            break  # the network is up; nothing shows the rest is programmed: wait out the bound
     yield from sleep_until(deadline)  # rounds still out finish on their own, unread
     if unmet:
         report.update(opened="bound-reached", unmet=unmet)
     else:
-        report.update(opened="no-candidate")
+        report["opened"] = "no-candidate"
     report.update(waited_ms=_ms(started), last=last)
     return report
 

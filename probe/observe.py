@@ -6,7 +6,7 @@ never a summary: the diff decides the cell from all of them (README "Verdicts").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,33 +94,40 @@ def conflicting(before: Observation, after: Observation) -> bool:
 
 # Answers that show packets left the probe pod and came back: its network was up.
 _ANSWERED = frozenset({"allowed", "refused", "nxdomain"})
+NETWORK_LOOK = "gate:network"  # the gate's own look at the pod's nameserver (agent.NETWORK_CHECK)
 
 
-def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether nothing this probe pod saw shows its network was up.
+def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Which failures of this probe pod prove nothing: "all", "denies" (its expected allows'
+    failures stand), or None.
 
-    Its gate polled what should connect -- checks the spec expects to connect, or, where it
-    expects nothing to, the cluster DNS (any answer) -- and nothing did within --warmup; its
-    look at the cluster DNS (network_seen) never got an answer; and none of its own checks got
-    one either: every failure it saw may be a CNI that had not programmed the new pod yet
-    (Calico drops its packets until then), so no deny is proven by it. A gate with nothing to
-    poll for that ("no-candidate" missing "connect") shows nothing either.
+    A failure seen while a fail-closed CNI still drops every packet of the new pod (Calico, until
+    its policy is programmed) proves no deny. None of its own checks got an answer, and:
+    * its gate polled checks the spec expects to connect and none did within --warmup: "all" --
+      or "denies" if the gate's look at the pod's nameserver was answered (network_seen): its
+      network was up, so its expected allows really failed, but a deny seen beside allows that
+      never connected may still be the targets' side of the policy on its way;
+    * the spec expects nothing of it to connect and its nameserver never answered the gate
+      (or it had nothing to look at): "all".
     """
-    if gate is None or gate.get("network_seen") is True \
-            or any(str(r.get("verdict")) in _ANSWERED for r in results.values()):
-        return False
-    if gate.get("opened") == "bound-reached":
-        return "connect" in (gate.get("unmet") or ())
-    return gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ())
+    if gate is None or any(str(r.get("verdict")) in _ANSWERED for r in results.values()):
+        return None
+    seen = gate.get("network_seen") is True
+    if gate.get("opened") == "bound-reached" and "connect" in (gate.get("unmet") or ()):
+        return "denies" if seen else "all"
+    if gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ()) and not seen:
+        return "all"
+    return None
 
 
-def without_network(observations: Mapping[str, Observation]) -> dict[str, Observation]:
-    """Observations of a probe pod whose network was never seen up: its failures prove nothing."""
+def without_network(observations: Mapping[str, Observation], keep: Collection[str] = ()) -> dict[str, Observation]:
+    """Observations of a probe pod whose network was never seen up: its failures prove nothing
+    (those of the targets in `keep` excepted)."""
     why = ("not probed: nothing this probe pod sent got any answer within --warmup, neither its checks "
-           "nor its gate's looks at the cluster DNS: its network may not have been programmed yet "
+           "nor its gate's looks at its nameserver: its network may not have been programmed yet "
            "(where the source's policy denies it even DNS, --warmup-mode fixed rests its denies on a "
            "fixed wait)")
-    return {target: Observation(subresults=tuple(
+    return {target: obs if target in keep else Observation(subresults=tuple(
         s if s.connected else SubResult(identity=s.identity, pod=s.pod, ip=s.ip, verdict=Verdict.ERROR,
                                         detail=f"{why}; it saw {s.verdict}: {s.detail}")
         for s in obs.subresults), elapsed_ms=obs.elapsed_ms) for target, obs in observations.items()}

@@ -27,6 +27,7 @@ from .destinations import Destinations
 from .errors import InputError, Interrupted, ProbeError
 from .model import Cell, Expectation, RunResult, Target, TargetKind
 from .observe import (
+    NETWORK_LOOK,
     Observation,
     conflicting,
     evidence,
@@ -287,12 +288,29 @@ class Runner:
         """The agent's whole result document -> the round's observations (ValueError if it is not one)."""
         parsed = parse_agent_output(output)
         observations = observe(plan, parsed)
-        if network_unshown(parse_agent_gate(output), parsed):
-            # Nothing the gate polled to see the network up answered, nor anything else: the pod
-            # may never have had a network, and a deny it saw proves nothing (not probed;
-            # --attempts probes it again in a new pod).
-            observations = without_network(observations)
+        unshown = network_unshown(parse_agent_gate(output), parsed)
+        if unshown is not None:
+            # The pod may never have had a network (or only its own side of it): a deny it saw
+            # proves nothing (not probed; --attempts probes it again in a new pod). Where its
+            # nameserver answered, its expected allows' failures are real mismatches.
+            keep = () if unshown == "all" else {
+                target for target in observations
+                if all(self.expect.get((source, target)) is Expectation.ALLOW for source in plan.sources)}
+            observations = without_network(observations, keep)
         rnd.results[plan.index] = observations
+
+    def _warn_unprovable(self, plans: Sequence[ProbePlan]) -> None:
+        """Say up front where the gate cannot see a pod's network: nothing expected to connect, and
+        a name expected not to resolve (so the nameserver the gate would ask is denied too)."""
+        for plan in plans:
+            if plan.warmup_mode != "gate" or not plan.warmup or plan.gate_connect:
+                continue
+            if any(c["kind"] == "dns" and all(self.expect.get((s, plan.refs[c["id"]].target)) is Expectation.DENY
+                                              for s in plan.sources) for c in plan.checks):
+                self.warnings.append(
+                    f"{', '.join(plan.sources)}: the spec expects it to reach nothing, not even its DNS, so "
+                    "nothing from inside its probe pod can show that its network is up: its denies will be "
+                    "not probed unless --warmup-mode fixed rests them on a fixed --warmup wait")
 
     def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None, agent_ms: int | None,
                    source: str) -> None:
@@ -314,8 +332,10 @@ class Runner:
         elif why == "no-candidate":
             wants = {"connect": "allow", "block": "deny"}
             why += f" (no check the spec expects to {' or '.join(wants.get(m, m) for m in gate.get('missing') or [])})"
-        if gate.get("network"):
-            why += "; it polled the cluster DNS for its network, as nothing is expected to connect"
+        if gate.get("connect") == [NETWORK_LOOK]:
+            why += " (nothing is expected to connect: it polled its nameserver for its network)"
+        if gate.get("network_seen") is False:
+            why += "; its nameserver never answered"
         self.log(f"probe pod {plan.index} ({', '.join(plan.sources)}): gate waited "
                  f"{gate['waited_ms'] / 1000:.2f}s, {why}")
 
@@ -534,6 +554,7 @@ class Runner:
         self._probe_pod_count += len(plans)
         if only is None:
             self._identities = max(self._identities, len(plans))
+            self._warn_unprovable(plans)
         rnd = self.probe_round(plans)
         self.destinations.refresh(target_pods)
         by_name = {t.name: t for t in self.spec.targets}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,19 @@ from probe.cluster import JobInfo, ProbePodState
 from probe.errors import ClusterError, PermissionDenied
 from probe.pods import RUN_LABEL, PodInfo
 from probe.probepod import PLAN_ANNOTATION
+
+# The agent's DNS in a "pod" of this fake: loopback only (the gate looks up kubernetes.default
+# whenever it runs), so that no test sends a query to the resolver of the machine it runs on.
+with tempfile.NamedTemporaryFile("w", prefix="fakecluster-resolv-", suffix=".conf", delete=False) as _conf:
+    _conf.write("search default.svc.cluster.local svc.cluster.local\nnameserver 127.0.0.1\noptions ndots:5\n")
+_RESOLV_CONF = _conf.name
+
+
+def _local_dns(command: list[str]) -> list[str]:
+    """The probe container's command with its plan (argv[3:], in pieces) reading the fake's resolv.conf."""
+    plan = json.loads("".join(command[3:]))
+    plan.setdefault("resolv_conf", _RESOLV_CONF)
+    return [*command[:3], json.dumps(plan)]
 
 
 @dataclass
@@ -108,14 +122,16 @@ class FakeCluster:
         elif fault == "truncated":
             state = ProbePodState(**base, phase="Succeeded", exit_code=0,
                                   termination_message='{"version": 1, "results": [{"id": "t0", "verd')
-        elif fault in ("no-network", "no-network-no-candidate"):
-            # what an agent reports from a pod whose network was never programmed: every check
-            # dropped, and its gate never saw what should connect connect -- checks the spec
-            # expects to connect, or, where there are none, the cluster DNS
+        elif fault in ("no-network", "no-network-no-candidate", "no-network-dns-answered"):
+            # what an agent reports from a pod whose checks were all dropped and whose gate never
+            # saw what should connect connect -- checks the spec expects to connect, or, where there
+            # are none, its nameserver -- ("no-network-dns-answered": though its nameserver replied)
             plan = json.loads(manifest["spec"]["template"]["spec"]["containers"][0]["command"][3])
-            gate = {"mode": "gate", "opened": "bound-reached", "unmet": ["connect"], "waited_ms": 2000}
+            gate = {"mode": "gate", "opened": "bound-reached", "unmet": ["connect"], "waited_ms": 2000,
+                    "network": (plan.get("gate") or {}).get("network"),
+                    "network_seen": fault == "no-network-dns-answered"}
             if fault == "no-network-no-candidate":
-                gate.update(connect=["gate:network"], network=plan["gate"]["network"])
+                gate["connect"] = ["gate:network"]
             doc = {"version": 1, "elapsed_ms": 3000, "gate": gate, "results": [
                 {"id": c["id"], "verdict": "blocked", "detail": "no answer within 1s", "history": ["blocked"],
                  "attempts": 1} for c in plan["checks"]]}
@@ -124,7 +140,7 @@ class FakeCluster:
             state = ProbePodState(**base, phase="Succeeded", exit_code=0,
                                   termination_message='{"version": 7}')
         else:
-            command = manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+            command = _local_dns(manifest["spec"]["template"]["spec"]["containers"][0]["command"])
             proc = subprocess.run(command, capture_output=True, text=True, timeout=60,
                                   env={"NETPROBE_TERMINATION_LOG": "/nonexistent/log"})
             state = ProbePodState(**base, phase="Succeeded" if proc.returncode == 0 else "Failed",
@@ -171,7 +187,7 @@ class FakeCluster:
 
     def add_ephemeral_container(self, namespace: str, pod: str, container: Mapping[str, Any]) -> None:
         self.api_calls += 1
-        proc = subprocess.run(list(container["command"]), capture_output=True, text=True, timeout=60,
+        proc = subprocess.run(_local_dns(list(container["command"])), capture_output=True, text=True, timeout=60,
                               env={"NETPROBE_TERMINATION_LOG": "/nonexistent/log"})
         self.ephemeral[(namespace, pod, container["name"])] = ProbePodState(
             name=pod, namespace=namespace, plan_index=None, phase="Running", exit_code=proc.returncode,

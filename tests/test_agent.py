@@ -313,9 +313,12 @@ def test_result_is_written_to_the_termination_log(tmp_path, listener):
      "gate.connect: no check with id 'nope'"),
     ('{"version": 1, "checks": [], "warmup": 1, "gate": {"bound": 1}}', "gate and warmup: give one of them"),
     ('{"version": 1, "checks": [], "gate": {"bound": 1, "network": 53}}', "gate.network: expected a DNS name"),
+    ('{"version": 1, "checks": [], "gate": {"bound": 1, "network": "a..b"}}', "gate.network: expected a DNS name"),
+    ('{"version": 1, "checks": [{"id": "gate:network", "kind": "dns", "name": "a"}]}',
+     "ids starting with 'gate:' are the gate's own"),
 ], ids=["not-json", "missing-plan-file", "wrong-version", "unknown-kind", "missing-port", "dns-without-name",
         "negative-timeout", "duplicate-id", "gate-negative-bound", "gate-unknown-check", "gate-and-warmup",
-        "gate-network-not-a-name"])
+        "gate-network-not-a-name", "gate-network-empty-label", "gate-reserved-id"])
 def test_malformed_plan_exits_2_with_one_line(plan, message):
     code, doc, stderr = run_agent(plan)
     assert code == 2 and doc is None
@@ -406,6 +409,9 @@ def test_gate_without_a_check_for_a_condition_waits_its_whole_bound(listener):
     # Nothing can show a fail-open start is over: wait it out, then probe as always.
     assert doc["gate"]["opened"] == "no-candidate" and doc["gate"]["missing"] == ["block"]
     assert doc["gate"]["waited_ms"] >= 1200 and time.monotonic() - started >= 1.2
+    # it polled the allow only until it connected (the report says the network was up), not
+    # 20 times a second for the rest of the bound
+    assert doc["gate"]["last"] == {"open": "allowed"} and doc["gate"]["rounds"] <= 3
     assert verdicts(doc) == {"open": "allowed"}
 
 

@@ -346,33 +346,33 @@ def test_gate_never_hides_a_leak_it_polls_it_reports_it_after_the_bound(pod: Pod
     assert time.monotonic() - started >= 1.5
 
 
-# -- a probe pod the spec expects nothing of to connect: the gate waits for its cluster DNS
+# -- the gate's look at the pod's network: its nameserver answering at all
 
 
-def test_gate_of_an_all_deny_pod_waits_for_the_cluster_dns_on_a_fail_closed_start(
+def test_gate_of_an_all_deny_pod_polls_its_nameserver_through_a_fail_closed_start_then_waits_out_the_bound(
         pod: Pod, serving_port: int, denied_port: int) -> None:
     # Every check is an expected deny, one of them a real leak. Calico-like start: everything
-    # dropped for 1 s, during which every deny "holds", the leak included. The gate has no
-    # check the spec expects to connect, so it waits until the cluster DNS answers (here with
-    # NXDOMAIN: any answer shows packets flow), and only then looks at the deny.
+    # dropped for 1 s, during which every deny "holds", the leak included. No check can show the
+    # network up, so the gate polls the pod's nameserver (here it answers NXDOMAIN: any reply
+    # will do); a reply shows only this pod's side programmed, so it then waits out its bound.
     checks = [{"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
               {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
-    gated = {"version": 1, "timeout": 1.0, "resolv_conf": pod.resolv_conf, "checks": checks,
-             "gate": {"bound": 6, "connect": [], "block": ["denied"], "network": "kubernetes.default"}}
+    plan = {"version": 1, "timeout": 1.0, "resolv_conf": pod.resolv_conf, "checks": checks,
+            "gate": {"bound": 2.0, "connect": [], "block": ["denied"], "network": "kubernetes.default"}}
     with dns_server(pod.host_ip, Zone()) as zone, \
-            for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]) as removed:
-        code, doc, err = run_agent(gated, netns=pod.netns)
-        finished = time.monotonic()
+            for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]):
+        code, doc, err = run_agent(plan, netns=pod.netns)
     assert code == 0 and doc is not None, err
     assert verdicts(doc) == {"denied": "blocked", "leak": "allowed"}
     report = doc["gate"]
-    assert report["opened"] == "condition-met" and report["network"] == "kubernetes.default"
-    assert report["last"] == {"gate:network": "nxdomain", "denied": "blocked"}
-    assert removed[0] - 0.1 <= gate_opened_at(doc, finished) <= removed[0] + 0.9
-    assert any(name.startswith("kubernetes.default.") for _, name, _ in zone.queries)
+    assert report["connect"] == ["gate:network"] and report["missing"] == ["connect"]
+    assert report["opened"] == "no-candidate" and report["network_seen"] is True
+    assert report["last"]["gate:network"] == "answered" and report["waited_ms"] >= 2000
+    assert report["rounds"] >= 4  # polled through the drop, one round every 0.05-0.2 s
+    assert ("udp", "kubernetes.default.default.svc.cluster.local", 1) in zone.queries
 
 
-def test_gate_of_an_all_deny_pod_whose_dns_never_answers_reports_the_network_unshown(
+def test_gate_of_an_all_deny_pod_whose_nameserver_never_answers_leaves_its_denies_unproven(
         pod: Pod, tmp_path: Path) -> None:
     # The pod's packets to its nameserver are dropped for the whole bound (a CNI that never
     # programmed it, or a policy that denies it DNS): the gate says so, and the run turns its
@@ -388,18 +388,21 @@ def test_gate_of_an_all_deny_pod_whose_dns_never_answers_reports_the_network_uns
     assert code == 0 and doc is not None, err
     assert verdicts(doc) == {"denied": "blocked"}
     assert doc["gate"]["opened"] == "bound-reached" and doc["gate"]["unmet"] == ["connect"]
-    assert doc["gate"]["last"]["gate:network"] == "dns-timeout"
-    assert network_unshown(doc["gate"], {r["id"]: r for r in doc["results"]})
+    assert doc["gate"]["last"]["gate:network"] == "dns-timeout" and doc["gate"]["network_seen"] is False
+    assert network_unshown(doc["gate"], {r["id"]: r for r in doc["results"]}) == "all"
 
 
-def test_gate_looks_at_the_cluster_dns_beside_an_expected_allow_that_never_connects(pod: Pod) -> None:
+@pytest.mark.parametrize("reply", ["nxdomain", "servfail"])
+def test_gate_looks_at_the_nameserver_beside_an_expected_allow_that_never_connects(pod: Pod, reply: str) -> None:
     # A re-probe of an expected allow that the policy really blocks: the check never connects,
-    # and nothing else of the plan answers. The gate's look at the cluster DNS answered, so the
-    # pod's network was up and the "blocked" is a real mismatch -- not "not probed".
+    # and nothing else of the plan answers. The nameserver replied (with NXDOMAIN, or SERVFAIL as
+    # an unsynced CoreDNS would: a reply all the same), so the pod's network was up and the
+    # "blocked" is a real mismatch; a deny beside it would stay unproven ("denies").
     from probe.observe import network_unshown
 
+    zone = Zone(servfail={"kubernetes.default.default.svc.cluster.local"} if reply == "servfail" else set())
     checks = [{"id": "expected-allow", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
-    with dns_server(pod.host_ip, Zone()):
+    with dns_server(pod.host_ip, zone):
         code, doc, err = run_agent({"version": 1, "timeout": 0.5, "resolv_conf": pod.resolv_conf,
                                     "checks": checks, "gate": {"bound": 1.0, "connect": ["expected-allow"],
                                                                "block": [], "network": "kubernetes.default"}},
@@ -410,6 +413,27 @@ def test_gate_looks_at_the_cluster_dns_beside_an_expected_allow_that_never_conne
     assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"] and gate["missing"] == ["block"]
     assert gate["network_seen"] is True
     results = {r["id"]: r for r in doc["results"]}
-    assert not network_unshown(gate, results)
-    # the same report without the DNS answer: nothing showed the network up
-    assert network_unshown({**gate, "network_seen": False}, results)
+    assert network_unshown(gate, results) == "denies"
+    assert network_unshown({**gate, "network_seen": False}, results) == "all"
+
+
+def test_a_refused_expected_allow_shows_the_network_up_and_the_look_never_delays_a_round(
+        pod: Pod, tmp_path: Path) -> None:
+    # The nameserver is dropped. An expected allow answers with an RST (nothing listens): it never
+    # "connects", but packets came back, so the network was seen. And where the allow connects,
+    # the gate opens as soon as its round is done: the look at the dropped nameserver runs
+    # beside the rounds, never inside them (a refused deny: the round takes milliseconds).
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"search default.svc.cluster.local\nnameserver {pod.dns_dropped_ip}\noptions ndots:5\n")
+    with accepting_listener(pod.host_ip) as serving:
+        checks = [{"id": "refused", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["reset"]},
+                  {"id": "open", "kind": "tcp", "host": pod.host_ip, "port": serving}]
+        base = {"version": 1, "timeout": 0.5, "resolv_conf": str(conf), "checks": checks}
+        _, refused, _ = run_agent({**base, "gate": {"bound": 0.8, "connect": ["refused"], "block": [],
+                                                    "network": "kubernetes.default"}}, netns=pod.netns)
+        _, quick, _ = run_agent({**base, "gate": {"bound": 5, "connect": ["open"], "block": ["refused"],
+                                                  "network": "kubernetes.default"}}, netns=pod.netns)
+    assert refused is not None and quick is not None
+    assert refused["gate"]["unmet"] == ["connect"] and refused["gate"]["network_seen"] is True
+    assert quick["gate"]["opened"] == "condition-met" and quick["gate"]["network_seen"] is True
+    assert quick["gate"]["waited_ms"] < 200, quick["gate"]  # not the 0.25 s the DNS look takes to time out

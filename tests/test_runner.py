@@ -523,6 +523,22 @@ def test_a_probe_pod_whose_network_never_came_up_proves_no_deny(listener, closed
     assert result.cell("api", "closed").history == (Verdict.ERROR, Verdict.REFUSED)
 
 
+def test_a_probe_pod_whose_allows_never_connected_while_its_dns_answered_fails_its_allows_only(
+        listener, closed_port):
+    # api's gate never saw db (expected allow) connect, and nothing of its own checks answered,
+    # but its nameserver did: its network was up, so db's "blocked" is a real mismatch. Its deny
+    # on closed stays unproven: beside allows that never connected, the targets' side of the
+    # policy may still have been on its way.
+    spec = spec_for(listener[1], closed_port, sources=("api",))
+    result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network-dns-answered"}), spec,
+                    replace(FAST, warmup=2.0)).run()
+    db = result.cell("api", "db")
+    assert db.observed is Verdict.BLOCKED and db.match is False
+    closed = result.cell("api", "closed")
+    assert closed.observed is Verdict.ERROR and closed.match is None
+    assert result.exit_code == 1  # a mismatch outranks "not probed"
+
+
 def test_denies_of_a_probe_pod_expected_to_reach_nothing_are_not_probed_until_its_network_answers(
         listener, closed_port):
     # Every cell of api is a deny, so no check can show its network up: its gate polls the
@@ -534,8 +550,38 @@ def test_denies_of_a_probe_pod_expected_to_reach_nothing_are_not_probed_until_it
     plan = json.loads(cluster.jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][3])
     assert plan["gate"]["connect"] == [] and plan["gate"]["network"] == "kubernetes.default"
     closed = result.cell("api", "closed")
-    assert closed.observed is Verdict.ERROR and "looks at the cluster DNS" in closed.detail
+    assert closed.observed is Verdict.ERROR and "looks at its nameserver" in closed.detail
     assert closed.match is not True and result.exit_code == 3
     assert not any("--warmup wait alone" in w for w in result.warnings)
 
 
+
+
+def test_a_source_expected_to_reach_nothing_not_even_its_dns_is_warned_about_up_front(listener):
+    # Its gate would have to see the nameserver answer while the spec says it must not resolve:
+    # it cannot. The run says so before any verdict, and how to rest its denies on a wait instead.
+    spec = parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: dns, dns: kubernetes.default}}
+          - {{name: db, tcp: "127.0.0.1:{listener[1]}"}}
+        expect: {{api: {{dns: deny, db: deny}}}}
+        """))
+    result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network-no-candidate"}), spec,
+                    replace(FAST, warmup=2.0)).run()
+    assert any("not even its DNS" in w and "--warmup-mode fixed" in w for w in result.warnings), result.warnings
+    assert result.exit_code == 3
+    # with a check it should connect to, the gate can see its network: no warning
+    allowed = parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: dns, dns: kubernetes.default}}
+          - {{name: db, tcp: "127.0.0.1:{listener[1]}"}}
+        expect: {{api: {{dns: deny, db: allow}}}}
+        """))
+    result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network"}), allowed, replace(FAST, warmup=2.0)).run()
+    assert not any("not even its DNS" in w for w in result.warnings)
