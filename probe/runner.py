@@ -288,7 +288,9 @@ class Runner:
         """The agent's whole result document -> the round's observations (ValueError if it is not one)."""
         parsed = parse_agent_output(output)
         observations = observe(plan, parsed)
-        unshown = network_unshown(parse_agent_gate(output), parsed)
+        # Not for --via ephemeral: its container joins a running pod, programmed long ago.
+        unshown = None if self.options.via == "ephemeral" else network_unshown(
+            parse_agent_gate(output), parsed, {str(c["id"]): str(c["kind"]) for c in plan.checks})
         if unshown is not None:
             # The pod may never have had a network (or only its own side of it): a deny it saw
             # proves nothing (not probed; --attempts probes it again in a new pod). Where its
@@ -296,7 +298,7 @@ class Runner:
             keep = () if unshown == "all" else {
                 target for target in observations
                 if all(self.expect.get((source, target)) is Expectation.ALLOW for source in plan.sources)}
-            observations = without_network(observations, keep)
+            observations = without_network(observations, unshown, keep)
         rnd.results[plan.index] = observations
 
     def _warn_unprovable(self, plans: Sequence[ProbePlan]) -> None:
@@ -307,10 +309,12 @@ class Runner:
                 continue
             if any(c["kind"] == "dns" and all(self.expect.get((s, plan.refs[c["id"]].target)) is Expectation.DENY
                                               for s in plan.sources) for c in plan.checks):
-                self.warnings.append(
-                    f"{', '.join(plan.sources)}: the spec expects it to reach nothing, not even its DNS, so "
-                    "nothing from inside its probe pod can show that its network is up: its denies will be "
-                    "not probed unless --warmup-mode fixed rests them on a fixed --warmup wait")
+                warning = (f"{', '.join(plan.sources)}: the spec expects it to reach nothing, not even its "
+                           "DNS, so nothing from inside its probe pod can show that its network is up: its "
+                           "denies will be not probed unless --warmup-mode fixed rests them on a fixed "
+                           "--warmup wait")
+                if warning not in self.warnings:
+                    self.warnings.append(warning)
 
     def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None, agent_ms: int | None,
                    source: str) -> None:

@@ -389,7 +389,7 @@ def test_gate_of_an_all_deny_pod_whose_nameserver_never_answers_leaves_its_denie
     assert verdicts(doc) == {"denied": "blocked"}
     assert doc["gate"]["opened"] == "bound-reached" and doc["gate"]["unmet"] == ["connect"]
     assert doc["gate"]["last"]["gate:network"] == "dns-timeout" and doc["gate"]["network_seen"] is False
-    assert network_unshown(doc["gate"], {r["id"]: r for r in doc["results"]}) == "all"
+    assert network_unshown(doc["gate"], {r["id"]: r for r in doc["results"]}, {"denied": "tcp"}) == "all"
 
 
 @pytest.mark.parametrize("reply", ["nxdomain", "servfail"])
@@ -412,28 +412,32 @@ def test_gate_looks_at_the_nameserver_beside_an_expected_allow_that_never_connec
     gate = doc["gate"]
     assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"] and gate["missing"] == ["block"]
     assert gate["network_seen"] is True
-    results = {r["id"]: r for r in doc["results"]}
-    assert network_unshown(gate, results) == "denies"
-    assert network_unshown({**gate, "network_seen": False}, results) == "all"
+    results, kinds = {r["id"]: r for r in doc["results"]}, {"expected-allow": "tcp"}
+    assert network_unshown(gate, results, kinds) == "denies"
+    assert network_unshown({**gate, "network_seen": False}, results, kinds) == "all"
 
 
-def test_a_refused_expected_allow_shows_the_network_up_and_the_look_never_delays_a_round(
+def test_a_refused_check_does_not_show_the_network_and_the_look_never_delays_a_round(
         pod: Pod, tmp_path: Path) -> None:
-    # The nameserver is dropped. An expected allow answers with an RST (nothing listens): it never
-    # "connects", but packets came back, so the network was seen. And where the allow connects,
-    # the gate opens as soon as its round is done: the look at the dropped nameserver runs
-    # beside the rounds, never inside them (a refused deny: the round takes milliseconds).
+    # The nameserver is dropped. An expected allow is rejected (an RST), as a fail-closed enforcer
+    # that rejects rather than drops (kube-router's default deny) would answer for a pod it has not
+    # programmed: the RST is not the target's, so it does not show the network up. And where the
+    # allow connects, the gate opens as soon as its round is done: the look at the dropped
+    # nameserver runs beside the rounds, never inside them (a refused deny: milliseconds).
     conf = tmp_path / "resolv.conf"
     conf.write_text(f"search default.svc.cluster.local\nnameserver {pod.dns_dropped_ip}\noptions ndots:5\n")
     with accepting_listener(pod.host_ip) as serving:
         checks = [{"id": "refused", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["reset"]},
                   {"id": "open", "kind": "tcp", "host": pod.host_ip, "port": serving}]
         base = {"version": 1, "timeout": 0.5, "resolv_conf": str(conf), "checks": checks}
-        _, refused, _ = run_agent({**base, "gate": {"bound": 0.8, "connect": ["refused"], "block": [],
-                                                    "network": "kubernetes.default"}}, netns=pod.netns)
+        _, refused, _ = run_agent({**base, "checks": checks[:1], "gate": {
+            "bound": 0.8, "connect": ["refused"], "block": [], "network": "kubernetes.default"}}, netns=pod.netns)
         _, quick, _ = run_agent({**base, "gate": {"bound": 5, "connect": ["open"], "block": ["refused"],
                                                   "network": "kubernetes.default"}}, netns=pod.netns)
     assert refused is not None and quick is not None
-    assert refused["gate"]["unmet"] == ["connect"] and refused["gate"]["network_seen"] is True
+    assert verdicts(refused) == {"refused": "refused"}
+    assert refused["gate"]["unmet"] == ["connect"] and refused["gate"]["network_seen"] is False
+    from probe.observe import network_unshown
+    assert network_unshown(refused["gate"], {r["id"]: r for r in refused["results"]}, {"refused": "tcp"}) == "all"
     assert quick["gate"]["opened"] == "condition-met" and quick["gate"]["network_seen"] is True
     assert quick["gate"]["waited_ms"] < 200, quick["gate"]  # not the 0.25 s the DNS look takes to time out

@@ -512,7 +512,7 @@ def test_a_probe_pod_whose_network_never_came_up_proves_no_deny(listener, closed
     spec = spec_for(listener[1], closed_port, sources=("api",))
     result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network"}), spec, FAST).run()
     closed = result.cell("api", "closed")
-    assert closed.observed is Verdict.ERROR and "nothing this probe pod sent got any answer" in closed.detail
+    assert closed.observed is Verdict.ERROR and "nothing showed this probe pod's network up" in closed.detail
     assert result.cell("api", "db").observed is Verdict.ERROR
     assert result.exit_code == 3
     # --attempts probes the deny again too, in a new pod (here one whose network works)
@@ -536,6 +536,7 @@ def test_a_probe_pod_whose_allows_never_connected_while_its_dns_answered_fails_i
     assert db.observed is Verdict.BLOCKED and db.match is False
     closed = result.cell("api", "closed")
     assert closed.observed is Verdict.ERROR and closed.match is None
+    assert "the targets' side of its policy may not have been programmed" in closed.detail
     assert result.exit_code == 1  # a mismatch outranks "not probed"
 
 
@@ -550,7 +551,7 @@ def test_denies_of_a_probe_pod_expected_to_reach_nothing_are_not_probed_until_it
     plan = json.loads(cluster.jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][3])
     assert plan["gate"]["connect"] == [] and plan["gate"]["network"] == "kubernetes.default"
     closed = result.cell("api", "closed")
-    assert closed.observed is Verdict.ERROR and "looks at its nameserver" in closed.detail
+    assert closed.observed is Verdict.ERROR and "did not reply to its gate" in closed.detail
     assert closed.match is not True and result.exit_code == 3
     assert not any("--warmup wait alone" in w for w in result.warnings)
 
@@ -585,3 +586,32 @@ def test_a_source_expected_to_reach_nothing_not_even_its_dns_is_warned_about_up_
         """))
     result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network"}), allowed, replace(FAST, warmup=2.0)).run()
     assert not any("not even its DNS" in w for w in result.warnings)
+
+
+BOUND = {"mode": "gate", "opened": "bound-reached", "unmet": ["connect"], "network_seen": False}
+KINDS = {"dns": "dns", "db": "tcp", "web": "tcp"}
+
+
+@pytest.mark.parametrize(("gate", "verdicts", "level"), [
+    # a check that connected to its target: the network and that target's side were up
+    (BOUND, {"dns": "allowed", "db": "allowed", "web": "blocked"}, None),
+    # only a DNS answer, from a real check: the pod's own side only, as the gate's look would show --
+    # the expected allow (db) that never connected stands, the deny on web proves nothing
+    (BOUND, {"dns": "allowed", "db": "blocked", "web": "blocked"}, "denies"),
+    (BOUND, {"dns": "nxdomain", "db": "blocked", "web": "blocked"}, "denies"),
+    ({**BOUND, "network_seen": True}, {"dns": "dns-timeout", "db": "blocked", "web": "blocked"}, "denies"),
+    # RSTs only: a fail-closed enforcer that rejects (kube-router) answers for the target
+    (BOUND, {"dns": "dns-timeout", "db": "refused", "web": "refused"}, "all"),
+    # all-deny pod: it waited out the bound after its nameserver replied, or it never did
+    ({"opened": "no-candidate", "missing": ["connect"], "network_seen": True}, {"web": "blocked"}, None),
+    ({"opened": "no-candidate", "missing": ["connect"], "network_seen": False}, {"web": "refused"}, "all"),
+    # ... or it replied once (a fail-open start) but not to the last look: nothing at the end
+    ({**BOUND, "connect": ["gate:network"], "network_seen": True}, {"web": "blocked"}, "all"),
+    # the gate's condition was met: its checks were seen as expected in one round
+    ({"opened": "condition-met", "network_seen": True}, {"db": "blocked", "web": "blocked"}, None),
+])
+def test_which_failures_of_a_probe_pod_prove_nothing(gate, verdicts, level):
+    from probe.observe import network_unshown
+
+    results = {cid: {"id": cid, "verdict": v} for cid, v in verdicts.items()}
+    assert network_unshown(gate, results, KINDS) == level
