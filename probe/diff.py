@@ -274,7 +274,7 @@ def explain(target: Target, expected: Expectation, observed: Verdict, detail: st
 
 
 def deciding_round(expected: Expectation, rounds: Sequence[Sequence[SubResult]]) -> int:
-    """Which probe round decides a cell: the last, except that a connection is proof.
+    """Which probe round decides a cell: the last that probed it, except that a connection is proof.
 
     Re-probes rule out a slow start (a new pod whose policy is not programmed yet); they may
     turn an expected-allow cell green, never erase a connection seen on an expected-deny cell.
@@ -283,6 +283,12 @@ def deciding_round(expected: Expectation, rounds: Sequence[Sequence[SubResult]])
         for i, subs in enumerate(rounds):
             if any(s.connected for s in subs):
                 return i
+    # A round that could not probe the cell (a probe pod whose network was never shown up, no
+    # endpoints, an error) proves nothing: it never overrides an earlier round that did -- a
+    # mismatch seen once is not hidden behind a re-probe that could not look.
+    for i in range(len(rounds) - 1, -1, -1):
+        if not any(s.verdict in _NOT_PROBED for s in rounds[i]):
+            return i
     return len(rounds) - 1
 
 

@@ -131,9 +131,9 @@ def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mappin
 
 _WHY_UNSHOWN = {
     "all": ("not probed: nothing showed this probe pod's network up when its --warmup wait ended (no "
-            "check connected, and its nameserver did not reply to its gate): its policy may not have "
-            "been programmed yet (where the source's policy denies it even DNS, --warmup-mode fixed "
-            "rests its denies on a fixed wait)"),
+            "check connected, and its nameserver did not answer when its gate last looked): its policy "
+            "may not have been programmed yet, or it denies the pod DNS (then --warmup-mode fixed rests "
+            "its denies on a fixed wait)"),
     "denies": ("not probed: none of the checks this probe pod was expected to connect did within "
                "--warmup, though its nameserver replied: the targets' side of its policy may not have "
                "been programmed yet, so a deny it saw proves nothing (its expected allows' failures "

@@ -305,7 +305,7 @@ class Runner:
         """Say up front where the gate cannot see a pod's network: nothing expected to connect, and
         a name expected not to resolve (so the nameserver the gate would ask is denied too)."""
         for plan in plans:
-            if plan.warmup_mode != "gate" or not plan.warmup or plan.gate_connect:
+            if plan.warmup_mode != "gate" or not plan.warmup or plan.gate_connect or self.options.via == "ephemeral":
                 continue
             if any(c["kind"] == "dns" and all(self.expect.get((s, plan.refs[c["id"]].target)) is Expectation.DENY
                                               for s in plan.sources) for c in plan.checks):

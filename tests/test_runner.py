@@ -327,6 +327,27 @@ def test_via_ephemeral_probes_inside_the_real_pods_and_says_it_stays(listener, c
     assert any("cannot remove ephemeral containers" in w for w in result.warnings)
 
 
+def test_via_ephemeral_does_not_ask_a_running_pod_to_show_its_network_is_up(closed_port):
+    # The container joins a pod whose policy was programmed long ago: its denies stand even where
+    # nothing answered its gate (here no nameserver at all), and the run does not warn otherwise.
+    spec = parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: dns, dns: kubernetes.default}}
+          - {{name: closed, tcp: "127.0.0.1:{closed_port}"}}
+        expect: {{api: {{dns: deny, closed: deny}}}}
+        """))
+    cluster = FakeCluster(pods=pods("api"), version=(1, 29))
+    result = Runner(cluster, spec, RunOptions(warmup=0.5, via="ephemeral")).run()
+    assert result.exit_code == 0, [c.detail for c in result.cells]
+    (gate,) = result.meta["gates"]
+    assert gate["opened"] == "bound-reached" and gate["network_seen"] is False  # nothing answered it
+    assert result.cell("api", "closed").observed is Verdict.REFUSED
+    assert not any("not even its DNS" in w for w in result.warnings)
+
+
 def test_results_too_big_for_the_termination_message_come_from_the_log(listener):
     import textwrap
 
@@ -540,6 +561,18 @@ def test_a_probe_pod_whose_allows_never_connected_while_its_dns_answered_fails_i
     assert result.exit_code == 1  # a mismatch outranks "not probed"
 
 
+def test_a_reprobe_whose_network_never_came_up_does_not_hide_a_proven_mismatch(closed_port):
+    # Round 1: db (expected allow) refused, beside a deny that was refused too -- a proven
+    # mismatch. The re-probe's pod never showed its network: "not probed" there must not turn
+    # the run's exit code from "mismatch" into "could not probe".
+    spec = spec_for(closed_port, closed_port, sources=("api",))
+    result = Runner(FakeCluster(pods=pods("api"), faults={1: "no-network"}), spec, replace(FAST, attempts=2)).run()
+    db = result.cell("api", "db")
+    assert db.history == (Verdict.REFUSED, Verdict.ERROR) and db.attempts == 2
+    assert db.observed is Verdict.REFUSED and db.match is False
+    assert result.exit_code == 1
+
+
 def test_denies_of_a_probe_pod_expected_to_reach_nothing_are_not_probed_until_its_network_answers(
         listener, closed_port):
     # Every cell of api is a deny, so no check can show its network up: its gate polls the
@@ -551,7 +584,7 @@ def test_denies_of_a_probe_pod_expected_to_reach_nothing_are_not_probed_until_it
     plan = json.loads(cluster.jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][3])
     assert plan["gate"]["connect"] == [] and plan["gate"]["network"] == "kubernetes.default"
     closed = result.cell("api", "closed")
-    assert closed.observed is Verdict.ERROR and "did not reply to its gate" in closed.detail
+    assert closed.observed is Verdict.ERROR and "did not answer when its gate last looked" in closed.detail
     assert closed.match is not True and result.exit_code == 3
     assert not any("--warmup wait alone" in w for w in result.warnings)
 

@@ -126,6 +126,15 @@ def test_a_round_one_leak_decides_the_cell_however_later_rounds_end():
     assert diff.deciding_round(A, rounds) == 2  # re-probes may turn an expected-allow cell green
 
 
+def test_a_reprobe_that_could_not_look_never_hides_an_earlier_proven_result():
+    # round 1 proved a mismatch (the allow was blocked, the pod's network shown up); the re-probe's
+    # pod never showed its network: its "not probed" decides nothing
+    rounds = [[ident("x", B)], [ident("x", Verdict.ERROR)]]
+    assert diff.deciding_round(A, rounds) == 0
+    assert diff.deciding_round(D, [[ident("x", Verdict.ERROR)], [ident("x", B)]]) == 1
+    assert diff.deciding_round(A, [[ident("x", Verdict.ERROR)], [ident("x", Verdict.ERROR)]]) == 1
+
+
 def every_verdict_and_proof() -> RunResult:
     """One cell per verdict × proof the renderers must show."""
     rows = [
