@@ -92,9 +92,9 @@ def conflicting(before: Observation, after: Observation) -> bool:
     return any({seen.get((s.identity, s.pod)), _state(s)} == {"connected", "failed"} for s in after.subresults)
 
 
-# A real check that connected to its target: the pod's network, and that target's side of the
-# policy, were up. (A `refused` is not counted: a fail-closed enforcer may reject a new pod's
-# packets rather than drop them. A DNS answer shows only the pod's own side, like the gate's look.)
+# A real check that connected: the pod's network was up. (A `refused` is not counted: a
+# fail-closed enforcer may reject a new pod's packets rather than drop them. A DNS answer shows
+# the pod's own side only, like the gate's look.)
 _CONNECTED = "allowed"
 _DNS_REPLIED = frozenset({"allowed", "nxdomain"})
 NETWORK_LOOK = "gate:network"  # the gate's own look at the pod's nameserver (agent.NETWORK_CHECK)
@@ -106,26 +106,31 @@ def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mappin
     failures stand), or None. `kinds` is {check id: tcp | dns | http}.
 
     A failure seen while a fail-closed CNI still drops every packet of the new pod (Calico, until
-    its policy is programmed) proves no deny. Unless one of its TCP/HTTP checks connected:
-    * its gate polled checks the spec expects to connect and none did within --warmup: "all" --
-      or "denies" if its nameserver replied (to the gate's look, network_seen, or to a check):
-      its network was up, so its expected allows really failed, but a deny seen beside allows
-      that never connected may be the targets' side of the policy still on its way;
-    * the spec expects nothing of it to connect and its nameserver did not reply to the gate's
-      last look: "all".
+    its policy is programmed) proves no deny. Where its gate's "connect" condition was not met
+    within --warmup:
+    * if the real checks then saw it met (every check the gate polled connected), None;
+    * else "denies" if anything showed the pod's network up -- a connection, a reply of its
+      nameserver (to the gate's look, network_seen, or to a check): its expected allows really
+      failed, but a deny seen beside allows that never connected may be the targets' side of the
+      policy still on its way; "all" if nothing did.
+    An all-deny pod (its condition is its nameserver replying) whose nameserver never replied, or
+    did but not to the gate's last look (a fail-open start, then a policy that denies DNS): "all".
     """
-    if gate is None or any(str(r.get("verdict")) == _CONNECTED and kinds.get(cid) != "dns"
-                           for cid, r in results.items()):
+    if gate is None:
         return None
+    verdict = {cid: str(r.get("verdict")) for cid, r in results.items()}
+    connected = any(v == _CONNECTED and kinds.get(cid) != "dns" for cid, v in verdict.items())
     replied = gate.get("network_seen") is True or any(
-        str(r.get("verdict")) in _DNS_REPLIED if kinds.get(cid) == "dns" else str(r.get("verdict")) == "nxdomain"
-        for cid, r in results.items())
+        v in _DNS_REPLIED if kinds.get(cid) == "dns" else v == "nxdomain" for cid, v in verdict.items())
+    polled = [str(c) for c in gate.get("connect") or ()]
     if gate.get("opened") == "bound-reached" and "connect" in (gate.get("unmet") or ()):
-        # An all-deny pod's only condition is its nameserver: a reply that did not last (a
-        # fail-open start, then a policy that denies DNS) shows nothing about the end of the wait.
-        return "denies" if replied and gate.get("connect") != [NETWORK_LOOK] else "all"
-    if gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ()) and not replied:
-        return "all"
+        if polled == [NETWORK_LOOK]:
+            return None if connected else "all"  # a connection on an all-deny pod is a leak: shown
+        if polled and all(verdict.get(cid) == _CONNECTED for cid in polled):
+            return None
+        return "denies" if connected or replied else "all"
+    if gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ()):
+        return None if connected or replied else "all"
     return None
 
 

@@ -621,18 +621,21 @@ def test_a_source_expected_to_reach_nothing_not_even_its_dns_is_warned_about_up_
     assert not any("not even its DNS" in w for w in result.warnings)
 
 
-BOUND = {"mode": "gate", "opened": "bound-reached", "unmet": ["connect"], "network_seen": False}
-KINDS = {"dns": "dns", "db": "tcp", "web": "tcp"}
+BOUND = {"mode": "gate", "opened": "bound-reached", "unmet": ["connect"], "network_seen": False,
+         "connect": ["db"]}
+KINDS = {"dns": "dns", "db": "tcp", "web": "tcp", "ext": "tcp"}
 
 
 @pytest.mark.parametrize(("gate", "verdicts", "level"), [
-    # a check that connected to its target: the network and that target's side were up
+    # the real checks saw what the gate waited for (db connected), only later than --warmup
     (BOUND, {"dns": "allowed", "db": "allowed", "web": "blocked"}, None),
     # only a DNS answer, from a real check: the pod's own side only, as the gate's look would show --
     # the expected allow (db) that never connected stands, the deny on web proves nothing
     (BOUND, {"dns": "allowed", "db": "blocked", "web": "blocked"}, "denies"),
     (BOUND, {"dns": "nxdomain", "db": "blocked", "web": "blocked"}, "denies"),
     ({**BOUND, "network_seen": True}, {"dns": "dns-timeout", "db": "blocked", "web": "blocked"}, "denies"),
+    # a connection elsewhere (an external address) shows the network, not db's side of the policy
+    (BOUND, {"ext": "allowed", "db": "blocked", "web": "blocked"}, "denies"),
     # RSTs only: a fail-closed enforcer that rejects (kube-router) answers for the target
     (BOUND, {"dns": "dns-timeout", "db": "refused", "web": "refused"}, "all"),
     # all-deny pod: it waited out the bound after its nameserver replied, or it never did
