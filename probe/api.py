@@ -55,7 +55,7 @@ def run(
     image_pull_policy, same_node, ttl_seconds, startup_timeout, ...
     Raises NetprobeError subclasses (InputError: bad input, ProbeError: could not probe).
     """
-    from .baseline import expectations_from_baseline, load_baseline
+    from .baseline import load_baseline
 
     if run_options is None:
         run_options = make_options(**options)
@@ -65,6 +65,7 @@ def run(
     base = load_baseline(baseline) if baseline is not None else None
     if not from_policies and base is None:
         require_expectations(loaded)
+    owned = cluster is None
     if cluster is None:
         import time
 
@@ -74,6 +75,20 @@ def run(
         cluster = KubeCluster(kubeconfig=kubeconfig, context=context)
         if log is not None:
             log(f"kubeconfig and API client: {time.monotonic() - connecting:.2f}s")
+    try:
+        return _run(cluster, loaded, run_options, base, from_policies=from_policies, ipblock_pods=ipblock_pods,
+                    progress=progress, log=log)
+    finally:
+        # The client this call made is closed with it -- unless cleanup goes on in the background
+        # with it (the CLI's choice: it waits for runner.finish_cleanups before it exits).
+        if owned and not run_options.background_cleanup:
+            cluster.close()
+
+
+def _run(cluster: Any, loaded: Spec, run_options: RunOptions, base: Any, *, from_policies: bool,
+         ipblock_pods: bool, progress: Any, log: Any) -> RunResult:
+    from .baseline import expectations_from_baseline
+
     expect: dict[tuple[str, str], Any] | None = None
     expected_by: dict[tuple[str, str], str] | None = None
     warnings: list[str] = []

@@ -159,3 +159,31 @@ def test_ci_recipes_are_valid_yaml_with_the_expected_steps():
         text = path.read_text()
         if "{{" not in text:  # the Helm template is not plain YAML
             assert list(yaml.safe_load_all(text)), path
+
+
+def test_run_closes_the_client_it_made_and_leaves_a_caller_s_open(monkeypatch, listener, closed_port):
+    import probe.cluster
+
+    made: list[FakeCluster] = []
+
+    class Made(FakeCluster):
+        closed = False
+
+        def __init__(self, **_kubeconfig_and_context: object) -> None:
+            super().__init__(pods=pods("api") + pods("web"))
+            made.append(self)
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(probe.cluster, "KubeCluster", Made)
+    spec = spec_for(listener[1], closed_port)
+    assert probe.run(spec, warmup=0, startup_timeout=2.0).ok
+    assert len(made) == 1 and made[0].closed  # its pooled connections do not outlive the call
+    mine = Made()
+    assert probe.run(spec, cluster=mine, warmup=0, startup_timeout=2.0).ok
+    assert not mine.closed  # the caller's to close
+    # cleanup going on in the background still needs the client: runner.finish_cleanups first
+    assert probe.run(spec, warmup=0, startup_timeout=2.0, background_cleanup=True).ok
+    assert not made[-1].closed
+    probe.runner.finish_cleanups()
