@@ -273,22 +273,25 @@ def explain(target: Target, expected: Expectation, observed: Verdict, detail: st
     return f"{what}: observed {observed}, expected {expected}"
 
 
-def deciding_round(expected: Expectation, rounds: Sequence[Sequence[SubResult]]) -> int:
+def deciding_round(expected: Expectation, rounds: Sequence[Sequence[SubResult]], *, reprobes: bool = True) -> int:
     """Which probe round decides a cell: the last that probed it, except that a connection is proof.
 
     Re-probes rule out a slow start (a new pod whose policy is not programmed yet); they may
     turn an expected-allow cell green, never erase a connection seen on an expected-deny cell.
+    With `reprobes` (--attempts: later rounds probe again only what was not proven), a round that
+    probed nothing of the cell never overrides an earlier one that did; without (--settle: every
+    round probes everything, and only the last state counts), the last round decides.
     """
     if expected is Expectation.DENY:
         for i, subs in enumerate(rounds):
             if any(s.connected for s in subs):
                 return i
-    # A round that could not probe the cell (a probe pod whose network was never shown up, no
-    # endpoints, an error) proves nothing: it never overrides an earlier round that did -- a
-    # mismatch seen once is not hidden behind a re-probe that could not look.
-    for i in range(len(rounds) - 1, -1, -1):
-        if not any(s.verdict in _NOT_PROBED for s in rounds[i]):
-            return i
+    if reprobes:
+        # A re-probe whose pod never showed its network (or that found no endpoints) could not
+        # look: a mismatch seen once is not hidden behind it.
+        for i in range(len(rounds) - 1, -1, -1):
+            if not rounds[i] or not all(s.verdict in _NOT_PROBED for s in rounds[i]):
+                return i
     return len(rounds) - 1
 
 

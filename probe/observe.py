@@ -108,7 +108,8 @@ def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mappin
     A failure seen while a fail-closed CNI still drops every packet of the new pod (Calico, until
     its policy is programmed) proves no deny. Where its gate's "connect" condition was not met
     within --warmup:
-    * if the real checks then saw it met (every check the gate polled connected), None;
+    * if the real checks then saw it met (every check the gate polled connected, one of them a
+      connection rather than a DNS answer), None;
     * else "denies" if anything showed the pod's network up -- a connection, a reply of its
       nameserver (to the gate's look, network_seen, or to a check): its expected allows really
       failed, but a deny seen beside allows that never connected may be the targets' side of the
@@ -126,8 +127,9 @@ def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mappin
     if gate.get("opened") == "bound-reached" and "connect" in (gate.get("unmet") or ()):
         if polled == [NETWORK_LOOK]:
             return None if connected else "all"  # a connection on an all-deny pod is a leak: shown
-        if polled and all(verdict.get(cid) == _CONNECTED for cid in polled):
-            return None
+        if polled and all(verdict.get(cid) == _CONNECTED for cid in polled) \
+                and any(kinds.get(cid) != "dns" for cid in polled):
+            return None  # late, but seen: a connection through the targets' side too
         return "denies" if connected or replied else "all"
     if gate.get("opened") == "no-candidate" and "connect" in (gate.get("missing") or ()):
         return None if connected or replied else "all"

@@ -602,13 +602,16 @@ class Runner:
                 expected = self.expect[key]
                 observations = history.get(key) or [failed("", self._why_not_probed(source.name, target))]
                 rounds = [o.subresults for o in observations]
-                deciding = diff.deciding_round(expected, rounds)
+                deciding = diff.deciding_round(expected, rounds, reprobes=not self.options.settle)
                 j = diff.judge(target, expected, rounds[deciding], strict=self.options.strict)
                 verdicts = tuple(o.verdict for o in observations)
                 match, reason = j.match, j.reason
-                if deciding < len(rounds) - 1:
+                if deciding < len(rounds) - 1 and any(s.connected for s in rounds[deciding]):
                     reason += (f" [connected in round {deciding + 1} of {len(rounds)}; a connection is "
                                "proof, later rounds cannot undo it]")
+                elif deciding < len(rounds) - 1:
+                    reason += (f" [decided by round {deciding + 1} of {len(rounds)}; the later ones could "
+                               "not probe it]")
                 sampled = self.destinations.sampled.get(target.name)
                 if sampled:
                     note = (f"probed {sampled[0]} of {sampled[1]} pods (--max-target-pods): a deny holds "

@@ -570,7 +570,20 @@ def test_a_reprobe_whose_network_never_came_up_does_not_hide_a_proven_mismatch(c
     db = result.cell("api", "db")
     assert db.history == (Verdict.REFUSED, Verdict.ERROR) and db.attempts == 2
     assert db.observed is Verdict.REFUSED and db.match is False
+    assert "decided by round 1 of 2; the later ones could not probe it" in db.reason
+    assert "connected in round" not in db.reason
     assert result.exit_code == 1
+
+
+def test_under_settle_the_last_round_decides_even_when_it_could_not_probe(closed_port):
+    # --settle probes everything every round and reports the settled state: round 1's refused
+    # denies are history once rounds 2 and 3 (agreeing: settled) could not probe. Not a match.
+    spec = spec_for(closed_port, closed_port, sources=("api",), expect_db="deny")
+    cluster = FakeCluster(pods=pods("api"), faults={1: "no-network", 2: "no-network"})
+    result = Runner(cluster, spec, replace(FAST, settle=60.0)).run()
+    closed = result.cell("api", "closed")
+    assert closed.history[0] is Verdict.REFUSED and closed.history[-1] is Verdict.ERROR
+    assert closed.match is None and result.exit_code == 3
 
 
 def test_denies_of_a_probe_pod_expected_to_reach_nothing_are_not_probed_until_its_network_answers(
@@ -634,6 +647,8 @@ KINDS = {"dns": "dns", "db": "tcp", "web": "tcp", "ext": "tcp"}
     (BOUND, {"dns": "allowed", "db": "blocked", "web": "blocked"}, "denies"),
     (BOUND, {"dns": "nxdomain", "db": "blocked", "web": "blocked"}, "denies"),
     ({**BOUND, "network_seen": True}, {"dns": "dns-timeout", "db": "blocked", "web": "blocked"}, "denies"),
+    # the only polled check is the DNS, answering late: the pod's own side only
+    ({**BOUND, "connect": ["dns"]}, {"dns": "allowed", "web": "blocked"}, "denies"),
     # a connection elsewhere (an external address) shows the network, not db's side of the policy
     (BOUND, {"ext": "allowed", "db": "blocked", "web": "blocked"}, "denies"),
     # RSTs only: a fail-closed enforcer that rejects (kube-router) answers for the target

@@ -133,6 +133,10 @@ def test_a_reprobe_that_could_not_look_never_hides_an_earlier_proven_result():
     assert diff.deciding_round(A, rounds) == 0
     assert diff.deciding_round(D, [[ident("x", Verdict.ERROR)], [ident("x", B)]]) == 1
     assert diff.deciding_round(A, [[ident("x", Verdict.ERROR)], [ident("x", Verdict.ERROR)]]) == 1
+    # a re-probe that probed part of the cell decides it (one backend without endpoints aside)
+    assert diff.deciding_round(A, [[ident("x", B)], [ident("x", OK), ident("y", Verdict.NO_ENDPOINTS)]]) == 1
+    # --settle: every round probes everything; the last, settled, one decides
+    assert diff.deciding_round(A, rounds, reprobes=False) == 1
 
 
 def every_verdict_and_proof() -> RunResult:
