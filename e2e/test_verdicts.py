@@ -151,14 +151,19 @@ def test_a_service_with_no_ready_endpoints_is_not_probed_never_a_deny_match(mixe
     assert {s["verdict"] for s in cell["subresults"]} == {"no-endpoints"}
 
 
+def _deny_to_canary(mixed: str, tmp_path: Path, source: str, *flags: str):  # type: ignore[no-untyped-def]
+    """Run a spec whose one source (`source`, a selector) is expected to reach nothing: web-canary:8080."""
+    spec = _spec(tmp_path, "{name: t, tcp: {selector: {app: web, track: canary}, port: 8080}}", "deny",
+                 source=source)
+    return netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json", *flags)
+
+
 def test_an_all_deny_source_waits_for_its_nameserver_before_its_denies_are_probed(mixed: str,
                                                                                   tmp_path: Path) -> None:
     # client team=a may only resolve names, and the spec expects it to reach nothing: no check can
     # show its network up (the lab, like Calico, drops a new pod's packets until it is programmed),
     # so its gate polls its nameserver until it replies, then waits out --warmup, then probes.
-    spec = _spec(tmp_path, "{name: t, tcp: {selector: {app: web, track: canary}, port: 8080}}", "deny",
-                 source="{app: client, team: a}")
-    proc = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json", "--warmup", "4s")
+    proc = _deny_to_canary(mixed, tmp_path, "{app: client, team: a}", "--warmup", "4s")
     assert proc.returncode == 0, _why(proc)
     assert _cell(proc)["observed"] == "blocked" and _cell(proc)["match"] is True
     (gate,) = json.loads(proc.stdout)["meta"]["gates"]
@@ -171,9 +176,7 @@ def test_a_source_denied_even_dns_proves_no_deny_unless_a_fixed_wait_is_asked_fo
                                                                                   tmp_path: Path) -> None:
     # The hermit's egress policy denies everything, DNS included: nothing from inside its probe
     # pod can show that its network was ever up, so its "blocked" proves no deny -- not probed.
-    spec = _spec(tmp_path, "{name: t, tcp: {selector: {app: web, track: canary}, port: 8080}}", "deny",
-                 source="{app: hermit}")
-    proc = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json", "--warmup", "3s")
+    proc = _deny_to_canary(mixed, tmp_path, "{app: hermit}", "--warmup", "3s")
     assert proc.returncode == 3, _why(proc)
     cell = _cell(proc)
     assert cell["match"] is None and "--warmup-mode fixed" in cell["reason"], cell
@@ -183,8 +186,7 @@ def test_a_source_denied_even_dns_proves_no_deny_unless_a_fixed_wait_is_asked_fo
     # (network_seen may be true where the lab leaves a new pod briefly un-isolated: NPL_NEW_PODS=allow)
     assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"]
     # A user who knows the source is denied everything rests its denies on a fixed wait instead.
-    fixed = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json",
-                     "--warmup-mode", "fixed", "--warmup", "4s")
+    fixed = _deny_to_canary(mixed, tmp_path, "{app: hermit}", "--warmup-mode", "fixed", "--warmup", "4s")
     assert fixed.returncode == 0, _why(fixed)
     assert _cell(fixed)["observed"] == "blocked" and _cell(fixed)["match"] is True
     assert wait_gone(mixed) == []

@@ -232,10 +232,10 @@ def _parse_gate(gate: Any, ids: Any) -> Optional[Dict[str, Any]]:
     network = gate.get("network")
     if network is not None:
         try:  # a name that cannot be sent would be "answered" by nobody: refuse it here
-            encode_query(1, network, _QTYPE_A)
             if not isinstance(network, str) or not network.strip("."):
                 raise ValueError
-        except (ValueError, UnicodeError, TypeError, AttributeError):
+            encode_query(1, network, _QTYPE_A)
+        except (ValueError, UnicodeError):
             raise PlanError("gate.network: expected a DNS name, got %r" % (network,)) from None
     out["network"] = network
     return out
@@ -948,7 +948,7 @@ _GATE_NOT_CONNECTED = (BLOCKED, REFUSED, UNREACHABLE, DNS_TIMEOUT)
 # for which any reply -- a record, NXDOMAIN, SERVFAIL, REFUSED -- shows that its packets flow.
 # It is the "connect" condition where the spec expects nothing to connect, and otherwise runs
 # beside the rounds until something the gate sent is answered (the report's network_seen).
-NETWORK_CHECK = "gate:network"  # its id in the report; checks cannot take ids starting "gate:"
+NETWORK_CHECK = "gate:network"  # its id in the report (agent_protocol.GATE_NETWORK_CHECK); checks cannot take "gate:*"
 NETWORK_ANSWERED = "answered"
 # Verdicts that show the pod's packets flow: a connection, a DNS reply. Not `refused`: a
 # fail-closed enforcer may reject a new pod's packets (kube-router's default deny) rather than

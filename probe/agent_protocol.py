@@ -38,6 +38,9 @@ def plan_document(plan: ProbePlan) -> dict[str, Any]:
 # cluster, and any answer to it (even NXDOMAIN, on a cluster domain the search path misses)
 # shows the pod's packets flow.
 GATE_NETWORK_NAME = "kubernetes.default"
+# The id of that look in the gate's report (the agent's NETWORK_CHECK), e.g. `connect` of an
+# all-deny probe pod: ["gate:network"].
+GATE_NETWORK_CHECK = "gate:network"
 
 
 GATE_OPENED = ("condition-met", "bound-reached", "no-candidate", "fixed")

@@ -10,6 +10,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .agent_protocol import GATE_NETWORK_CHECK
 from .diff import combine
 from .model import SubResult, Verdict
 from .plan import ProbePlan
@@ -97,7 +98,6 @@ def conflicting(before: Observation, after: Observation) -> bool:
 # the pod's own side only, like the gate's look.)
 _CONNECTED = "allowed"
 _DNS_REPLIED = frozenset({"allowed", "nxdomain"})
-NETWORK_LOOK = "gate:network"  # the gate's own look at the pod's nameserver (agent.NETWORK_CHECK)
 
 
 def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]],
@@ -125,7 +125,7 @@ def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mappin
         v in _DNS_REPLIED if kinds.get(cid) == "dns" else v == "nxdomain" for cid, v in verdict.items())
     polled = [str(c) for c in gate.get("connect") or ()]
     if gate.get("opened") == "bound-reached" and "connect" in (gate.get("unmet") or ()):
-        if polled == [NETWORK_LOOK]:
+        if polled == [GATE_NETWORK_CHECK]:
             return None if connected else "all"  # a connection on an all-deny pod is a leak: shown
         if polled and all(verdict.get(cid) == _CONNECTED for cid in polled) \
                 and any(kinds.get(cid) != "dns" for cid in polled):

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import diff
-from .agent_protocol import parse_agent_elapsed, parse_agent_gate, parse_agent_output
+from .agent_protocol import GATE_NETWORK_CHECK, parse_agent_elapsed, parse_agent_gate, parse_agent_output
 from .cluster import Cluster, ProbePodState
 from .destinations import Destinations
 from .errors import InputError, Interrupted, ProbeError
 from .model import Cell, Expectation, RunResult, Target, TargetKind
 from .observe import (
-    NETWORK_LOOK,
     Observation,
     conflicting,
     evidence,
@@ -296,8 +295,7 @@ class Runner:
             # proves nothing (not probed; --attempts probes it again in a new pod). Where its
             # nameserver answered, its expected allows' failures are real mismatches.
             keep = () if unshown == "all" else {
-                target for target in observations
-                if all(self.expect.get((source, target)) is Expectation.ALLOW for source in plan.sources)}
+                target for target in observations if self._agreed(plan, target) is Expectation.ALLOW}
             observations = without_network(observations, unshown, keep)
         rnd.results[plan.index] = observations
 
@@ -307,14 +305,19 @@ class Runner:
         for plan in plans:
             if plan.warmup_mode != "gate" or not plan.warmup or plan.gate_connect or self.options.via == "ephemeral":
                 continue
-            if any(c["kind"] == "dns" and all(self.expect.get((s, plan.refs[c["id"]].target)) is Expectation.DENY
-                                              for s in plan.sources) for c in plan.checks):
+            if any(c["kind"] == "dns" and self._agreed(plan, plan.refs[c["id"]].target) is Expectation.DENY
+                   for c in plan.checks):
                 warning = (f"{', '.join(plan.sources)}: the spec expects it to reach nothing, not even its "
                            "DNS, so nothing from inside its probe pod can show that its network is up: its "
                            "denies will be not probed unless --warmup-mode fixed rests them on a fixed "
                            "--warmup wait")
                 if warning not in self.warnings:
                     self.warnings.append(warning)
+
+    def _agreed(self, plan: ProbePlan, target: str) -> Expectation | None:
+        """What every source a probe pod stands for expects of `target` (None: they differ)."""
+        wanted = {self.expect.get((source, target)) for source in plan.sources}
+        return wanted.pop() if len(wanted) == 1 else None
 
     def _note_gate(self, plan: ProbePlan, gate: Mapping[str, Any] | None, agent_ms: int | None,
                    source: str) -> None:
@@ -336,7 +339,7 @@ class Runner:
         elif why == "no-candidate":
             wants = {"connect": "allow", "block": "deny"}
             why += f" (no check the spec expects to {' or '.join(wants.get(m, m) for m in gate.get('missing') or [])})"
-        if gate.get("connect") == [NETWORK_LOOK]:
+        if gate.get("connect") == [GATE_NETWORK_CHECK]:
             why += " (nothing is expected to connect: it polled its nameserver for its network)"
         if gate.get("network_seen") is False:
             why += "; its nameserver never answered"

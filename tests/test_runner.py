@@ -39,6 +39,19 @@ def spec_for(port: int, closed: int, sources=("api", "web"), expect_db="allow"):
         """) + rows + "\n")
 
 
+def dns_and_tcp_spec(tcp_name: str, port: int, expect_dns: str, expect_tcp: str):
+    """api -> the cluster's API Service name (a DNS target) and one TCP target on loopback."""
+    return parse_spec(textwrap.dedent(f"""\
+        version: 1
+        defaults: {{timeout: 1s}}
+        sources: [{{name: api, selector: {{app: api}}}}]
+        targets:
+          - {{name: dns, dns: kubernetes.default}}
+          - {{name: {tcp_name}, tcp: "127.0.0.1:{port}"}}
+        expect: {{api: {{dns: {expect_dns}, {tcp_name}: {expect_tcp}}}}}
+        """))
+
+
 def pods(app, n=1, ns="default", **kw):
     return [PodInfo(name=f"{app}-{i}", namespace=Namespace(ns), labels={"app": app, "pod-template-hash": "h"},
                     ip=f"10.0.0.{i + 1}", **kw) for i in range(n)]
@@ -330,15 +343,7 @@ def test_via_ephemeral_probes_inside_the_real_pods_and_says_it_stays(listener, c
 def test_via_ephemeral_does_not_ask_a_running_pod_to_show_its_network_is_up(closed_port):
     # The container joins a pod whose policy was programmed long ago: its denies stand even where
     # nothing answered its gate (here no nameserver at all), and the run does not warn otherwise.
-    spec = parse_spec(textwrap.dedent(f"""\
-        version: 1
-        defaults: {{timeout: 1s}}
-        sources: [{{name: api, selector: {{app: api}}}}]
-        targets:
-          - {{name: dns, dns: kubernetes.default}}
-          - {{name: closed, tcp: "127.0.0.1:{closed_port}"}}
-        expect: {{api: {{dns: deny, closed: deny}}}}
-        """))
+    spec = dns_and_tcp_spec("closed", closed_port, "deny", "deny")
     cluster = FakeCluster(pods=pods("api"), version=(1, 29))
     result = Runner(cluster, spec, RunOptions(warmup=0.5, via="ephemeral")).run()
     assert result.exit_code == 0, [c.detail for c in result.cells]
@@ -602,34 +607,16 @@ def test_denies_of_a_probe_pod_expected_to_reach_nothing_are_not_probed_until_it
     assert not any("--warmup wait alone" in w for w in result.warnings)
 
 
-
-
 def test_a_source_expected_to_reach_nothing_not_even_its_dns_is_warned_about_up_front(listener):
     # Its gate would have to see the nameserver answer while the spec says it must not resolve:
     # it cannot. The run says so before any verdict, and how to rest its denies on a wait instead.
-    spec = parse_spec(textwrap.dedent(f"""\
-        version: 1
-        defaults: {{timeout: 1s}}
-        sources: [{{name: api, selector: {{app: api}}}}]
-        targets:
-          - {{name: dns, dns: kubernetes.default}}
-          - {{name: db, tcp: "127.0.0.1:{listener[1]}"}}
-        expect: {{api: {{dns: deny, db: deny}}}}
-        """))
+    spec = dns_and_tcp_spec("db", listener[1], "deny", "deny")
     result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network-no-candidate"}), spec,
                     replace(FAST, warmup=2.0)).run()
     assert any("not even its DNS" in w and "--warmup-mode fixed" in w for w in result.warnings), result.warnings
     assert result.exit_code == 3
     # with a check it should connect to, the gate can see its network: no warning
-    allowed = parse_spec(textwrap.dedent(f"""\
-        version: 1
-        defaults: {{timeout: 1s}}
-        sources: [{{name: api, selector: {{app: api}}}}]
-        targets:
-          - {{name: dns, dns: kubernetes.default}}
-          - {{name: db, tcp: "127.0.0.1:{listener[1]}"}}
-        expect: {{api: {{dns: deny, db: allow}}}}
-        """))
+    allowed = dns_and_tcp_spec("db", listener[1], "deny", "allow")
     result = Runner(FakeCluster(pods=pods("api"), faults={0: "no-network"}), allowed, replace(FAST, warmup=2.0)).run()
     assert not any("not even its DNS" in w for w in result.warnings)
 
