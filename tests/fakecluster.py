@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from probe.cluster import JobInfo, ProbePodState
@@ -20,9 +20,7 @@ from probe.probepod import PLAN_ANNOTATION
 
 # The agent's DNS in a "pod" of this fake: loopback only (the gate looks up kubernetes.default
 # whenever it runs), so that no test sends a query to the resolver of the machine it runs on.
-with tempfile.NamedTemporaryFile("w", prefix="fakecluster-resolv-", suffix=".conf", delete=False) as _conf:
-    _conf.write("search default.svc.cluster.local svc.cluster.local\nnameserver 127.0.0.1\noptions ndots:5\n")
-_RESOLV_CONF = _conf.name
+_RESOLV_CONF = str(Path(__file__).parent / "data" / "loopback-resolv.conf")
 
 
 def _local_dns(command: list[str]) -> list[str]:
