@@ -201,14 +201,14 @@ def parse_plan(text: str) -> Dict[str, Any]:
     warmup = plan.get("warmup", 0)
     if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0:
         raise PlanError("warmup: expected a number of seconds >= 0, got %r" % (warmup,))
-    gate = _parse_gate(plan.get("gate"), seen)
+    gate = _parse_gate(plan.get("gate"), checks)
     if gate is not None and warmup:
         raise PlanError("gate and warmup: give one of them (a gate already waits at most its bound)")
     return {"timeout": timeout, "attempts": attempts, "checks": checks, "warmup": float(warmup),
             "gate": gate, "resolv_conf": plan.get("resolv_conf", "/etc/resolv.conf")}
 
 
-def _parse_gate(gate: Any, ids: Any) -> Optional[Dict[str, Any]]:
+def _parse_gate(gate: Any, checks: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """The readiness gate of a plan (None: no gate), validated."""
     if gate is None:
         return None
@@ -221,14 +221,18 @@ def _parse_gate(gate: Any, ids: Any) -> Optional[Dict[str, Any]]:
         "bound": float(bound),
         "timeout": _number(gate.get("timeout", GATE_TIMEOUT), "gate.timeout"),
         "interval": _number(gate.get("interval", GATE_INTERVAL), "gate.interval")}
-    for key in ("connect", "block"):
+    kinds = {c["id"]: c["kind"] for c in checks}
+    for key in ("connect", "block", "early"):
         value = gate.get(key, [])
         if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
             raise PlanError("gate.%s: expected a list of check ids" % key)
-        unknown = [c for c in value if c not in ids]
+        unknown = [c for c in value if c not in kinds]
         if unknown:
             raise PlanError("gate.%s: no check with id %r" % (key, unknown[0]))
         out[key] = list(value)
+    dns = [c for c in out["early"] if kinds[c] == "dns"]
+    if dns:
+        raise PlanError("gate.early: tcp and http checks only, got the dns check %r" % dns[0])
     network = gate.get("network")
     if network is not None:
         try:  # a name that cannot be sent would be "answered" by nobody: refuse it here
@@ -1006,7 +1010,7 @@ NOT_LOOKED = "not-looked"  # a gate round's block check, when its connect checks
 
 
 def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any]], conf: ResolvConf,
-                timeout: float) -> Step[Dict[str, str]]:
+                timeout: float, early: Optional[Dict[str, Any]] = None) -> Step[Dict[str, str]]:
     """One gate round, {check id: verdict}: the connect checks, then -- only once every one of them
     connected -- fresh probes of the block checks.
 
@@ -1015,11 +1019,15 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
     sent again after 0.2 s, a name is resolved before its connect), so a round that began while
     everything was dropped could see the connect checks succeed in an un-isolated moment after
     it and the block check's one early SYN dropped -- and open the gate while a deny still connects.
+
+    The first round whose connect checks all connected starts the early denies (`early`).
     """
     resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
     connected = yield from gather([_gate_probe(c, resolver, timeout) for c in connect])
     verdicts = {c["id"]: connected[i] for i, c in enumerate(connect)}
     if all(_shows_connected(c, connected[i]) for i, c in enumerate(connect)):
+        if early is not None and "started" not in early:
+            yield from _start_early(early)
         blocked = yield from gather([_gate_probe(c, resolver, timeout) for c in block])
         verdicts.update((c["id"], blocked[i]) for i, c in enumerate(block))
     else:
@@ -1027,7 +1035,140 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
     return verdicts
 
 
-def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
+# ------------------------------------------------------------------------ early denies
+#
+# A check the spec expects not to connect (gate.early) does not wait for the gate to open: its
+# answer is a timeout, all of it, and the gate's own look at a deny takes GATE_TIMEOUT of every
+# start. It starts as soon as a round saw the "connect" checks connect -- the pod's packets flow,
+# so a silence from then on is not a fail-closed start's -- and watches its target for its
+# timeout, sending a fresh connection attempt every EARLY_RESEND. It may report
+# - an answer to an attempt sent after the gate opened: what a check started then would see
+#   (a connection is a leak, whenever the check began);
+# - silence, when an attempt went out no earlier than the last SYN a check started at the gate's
+#   opening would have sent (the kernel retransmits a SYN after 1 s, 3 s, ...) and still had
+#   GATE_TIMEOUT for its answer. Once the gate is open a path to a target only opens -- the
+#   targets' side of the policy learning the new pod's address -- so that later attempt sees
+#   at least what the SYNs of the later check would have seen;
+# and otherwise nothing: an answer to an attempt sent before the gate opened may come from a
+# fail-open start, and a window that closed too soon after the opening proves too little. Such
+# a check runs again after the gate, as every other check does.
+EARLY_RESEND = 0.25
+EARLY_OPEN = 4  # attempts kept open at once; older ones are closed, fresher ones cover them
+_SYN_AT = (0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0)  # Linux: a SYN, then its retransmissions (RTO 1 s, doubling)
+
+
+def _last_syn(timeout: float) -> float:
+    """How long after its start a connect with this timeout sends its last SYN."""
+    return max(at for at in _SYN_AT if at < timeout) if timeout > 0 else 0.0
+
+
+def _start_early(early: Dict[str, Any]) -> Step[None]:
+    early["started"] = time.monotonic()
+    for check in early["checks"]:
+        timeout = float(check.get("timeout", early["timeout"]))
+        early["tasks"][check["id"]] = yield from spawn(_early_deny(check, early["resolver"], timeout, early))
+
+
+def _early_deny(check: Dict[str, Any], resolver: Resolver, timeout: float,
+                early: Dict[str, Any]) -> Step[Optional[Dict[str, Any]]]:
+    """A tcp or http check as an early deny: its result, or None where it must run after the gate."""
+    start = time.monotonic()
+    try:
+        if check["kind"] == "http":
+            _scheme, host, port, _path = _split_url(check["url"])
+        else:
+            host, port = check["host"], check["port"]
+        address, failure = yield from _address_of(resolver, host, timeout)
+        if failure is not None or address is None:
+            return None  # the lookup did not answer as a deny's would: after the gate, as any check
+        window = yield from _connect_window(address, port, timeout, early)
+    except Exception:  # an odd OS error: the check simply runs after the gate
+        return None
+    if window is None:
+        return None
+    verdict, detail = window
+    if check["kind"] == "http" and verdict == ALLOWED:
+        detail += " (the early look at a deny: no HTTP request sent)"
+    if address != host:
+        detail = "%s (%s)" % (detail, host)
+    return {"id": check["id"], "verdict": verdict, "elapsed_ms": _ms(start), "detail": detail}
+
+
+def _connect_window(host: str, port: int, timeout: float,
+                    early: Dict[str, Any]) -> Step[Optional[Tuple[str, str]]]:
+    """Connection attempts to an IP address every EARLY_RESEND for `timeout`: (verdict, detail)
+    by the rules above, or None where they prove nothing the checks after the gate could not."""
+    family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+    where = "[%s]:%d" % (host, port) if family == _socket.AF_INET6 else "%s:%d" % (host, port)
+    address: Tuple[Any, ...] = (host, port, 0, 0) if family == _socket.AF_INET6 else (host, port)
+    if "%" in host:
+        address = _socket.getaddrinfo(host, port, family, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST)[0][4]
+    start = time.monotonic()
+    deadline = start + timeout
+    last_send = deadline - GATE_TIMEOUT  # every attempt keeps this long for its answer
+    need = _last_syn(timeout)
+    attempts = []  # type: List[Tuple[_socket.socket, float]]
+    sent, next_send, last_sent = 0, start, 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            opened = early.get("opened")
+            if opened is not None:
+                if opened + need > last_send:
+                    return None  # no attempt can go out late enough any more
+                for pair in [a for a in attempts if a[1] < opened]:  # their answers prove nothing now
+                    pair[0].close()
+                    attempts.remove(pair)
+            if now >= next_send and (now <= last_send or not sent):
+                sock = _socket.socket(family, _socket.SOCK_STREAM)
+                sock.setblocking(False)
+                attempts.append((sock, now))
+                sent, last_sent, next_send = sent + 1, now, now + EARLY_RESEND
+                if len(attempts) > EARLY_OPEN:
+                    attempts.pop(0)[0].close()
+                try:
+                    sock.connect(address)
+                    err = 0
+                except (BlockingIOError, InterruptedError):
+                    err = -1
+                except OSError as exc:
+                    err = exc.errno or -2
+                if err != -1:
+                    return _window_answer(err, now, where, early)
+            wake = min(next_send, deadline) if next_send <= last_send else deadline
+            ready = yield from wait_ready([a[0] for a in attempts], _WRITE, wake)
+            if ready is not None:
+                sent_at = next(a[1] for a in attempts if a[0] is ready)
+                return _window_answer(ready.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR), sent_at,
+                                      where, early)
+            if time.monotonic() >= deadline:
+                break
+        opened = early.get("opened")
+        if opened is None or last_sent < opened + need:
+            return None
+        return BLOCKED, "no answer from %s within %gs (%d attempts, one every %gs from before the gate opened)" % (
+            where, timeout, sent, EARLY_RESEND)
+    finally:
+        for sock, _ in attempts:
+            sock.close()
+
+
+def _window_answer(err: int, sent_at: float, where: str, early: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+    """The verdict of an attempt that was answered (err: its errno, 0 connected), or None if it
+    went out before the gate opened."""
+    opened = early.get("opened")
+    if opened is None or sent_at < opened:
+        return None
+    if err == 0:
+        return ALLOWED, "connected to %s" % where
+    if err == errno.ECONNREFUSED:
+        return REFUSED, "%s refused the connection (RST)" % where
+    if err in _UNREACHABLE_ERRNOS:
+        return UNREACHABLE, "%s: %s" % (where, os.strerror(err))
+    return ERROR, "%s: %s" % (where, os.strerror(err) if err > 0 else "connect failed")
+
+
+def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any]] = None) -> Step[Dict[str, Any]]:
     """Wait until this pod's policy is observably in force, or until the gate's bound passes.
 
     A new pod's policy is programmed asynchronously. A fail-closed enforcer (Calico) drops
@@ -1088,6 +1229,10 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
         report.update(opened="no-candidate", waited_ms=_ms(started))
         return report
     conf = ResolvConf.load(plan["resolv_conf"])
+    # Early denies start from a round that saw the connect checks connect -- not where those
+    # are only the network look (an all-deny pod waits out its bound: nothing shows the targets'
+    # side is programmed), nor without a block check (the gate waits out its bound then too).
+    rounds_early = early if block and not network_only else None
     if network is not None and not network_only:
         yield from spawn(_watch_network(network, conf, timeout, report, deadline))
     last = {}  # type: Dict[str, str]
@@ -1098,7 +1243,7 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
         now = loop_time()
         if now >= next_round and (now + timeout <= deadline or not report["rounds"]) \
                 and len(running) < GATE_IN_FLIGHT:
-            running.append((yield from spawn(_gate_round(connect, block, conf, timeout))))
+            running.append((yield from spawn(_gate_round(connect, block, conf, timeout, rounds_early))))
             report["rounds"] += 1
             # Back off from `interval` to GATE_MAX_INTERVAL: the first rounds find a fast
             # enforcer at once; where targets answer every round (a fail-open start, a leak the
@@ -1140,10 +1285,11 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     return report
 
 
-def wait_until_ready(plan: Dict[str, Any], started: float) -> Step[Optional[Dict[str, Any]]]:
+def wait_until_ready(plan: Dict[str, Any], started: float,
+                     early: Optional[Dict[str, Any]] = None) -> Step[Optional[Dict[str, Any]]]:
     """The plan's gate, or its fixed warm-up; the report of how long it waited (None: neither)."""
     if plan.get("gate") is not None:
-        return (yield from run_gate(plan, started))
+        return (yield from run_gate(plan, started, early))
     if plan.get("warmup"):
         # A fixed wait, as asked for: the CNI may program a new pod's policy asynchronously.
         yield from sleep_until(started + plan["warmup"])
@@ -1151,13 +1297,29 @@ def wait_until_ready(plan: Dict[str, Any], started: float) -> Step[Optional[Dict
     return None
 
 
-def run_plan(plan: Dict[str, Any]) -> Step[List[Dict[str, Any]]]:
-    """Run every check concurrently; re-run failed ones up to `attempts` times."""
+def _early_or_now(check: Dict[str, Any], task: Task, resolver: Resolver, default_timeout: float,
+                  early: Dict[str, Any]) -> Step[Dict[str, Any]]:
+    """An early deny's result, or -- where it has none to keep -- the check run now."""
+    outcome = yield from join(task)
+    if outcome is not None:
+        early["kept"] += 1
+        return outcome  # type: ignore[no-any-return]
+    early["rerun"].append(check["id"])
+    return (yield from _run_one(check, resolver, default_timeout))
+
+
+def run_plan(plan: Dict[str, Any], early: Optional[Dict[str, Any]] = None) -> Step[List[Dict[str, Any]]]:
+    """Run every check concurrently (an early deny's first attempt is already under way); re-run
+    failed ones up to `attempts` times."""
     resolver = Resolver(ResolvConf.load(plan["resolv_conf"]))
     pending = list(plan["checks"])
     results: Dict[str, Dict[str, Any]] = {}
+    started = early["tasks"] if early is not None else {}  # type: Dict[str, Task]
     for attempt in range(1, plan["attempts"] + 1):
-        outcomes = yield from gather([_run_one(c, resolver, plan["timeout"]) for c in pending])
+        outcomes = yield from gather([
+            _early_or_now(c, started[c["id"]], resolver, plan["timeout"], early)  # type: ignore[arg-type]
+            if attempt == 1 and c["id"] in started else _run_one(c, resolver, plan["timeout"])
+            for c in pending])
         for outcome in outcomes:
             prior = results.get(outcome["id"])
             outcome["history"] = (prior["history"] if prior else []) + [outcome["verdict"]]
@@ -1184,8 +1346,21 @@ def _raise_fd_limit(needed: int) -> None:
 
 def run_agent(plan: Dict[str, Any], started: float) -> Step[Tuple[Optional[Dict[str, Any]], List[Dict[str, Any]]]]:
     """The gate (or fixed warm-up), then the real checks: (gate report, results)."""
-    gate = yield from wait_until_ready(plan, started)
-    return gate, (yield from run_plan(plan))
+    early = None  # type: Optional[Dict[str, Any]]
+    gate_plan = plan.get("gate")
+    if gate_plan is not None and gate_plan["early"]:
+        by_id = {c["id"]: c for c in plan["checks"]}
+        early = {"checks": [by_id[i] for i in gate_plan["early"]], "timeout": plan["timeout"],
+                 "resolver": Resolver(ResolvConf.load(plan["resolv_conf"])), "tasks": {}, "kept": 0,
+                 "rerun": []}
+    gate = yield from wait_until_ready(plan, started, early)
+    if early is not None:
+        early["opened"] = time.monotonic()
+    results = yield from run_plan(plan, early)
+    if gate is not None and early is not None and "started" in early:
+        gate["early"] = {"started_ms": round((early["started"] - started) * 1000), "kept": early["kept"],
+                         "rerun": early["rerun"]}
+    return gate, results
 
 
 def _has_https(plan: Dict[str, Any]) -> bool:

@@ -441,3 +441,86 @@ def test_a_refused_check_does_not_show_the_network_and_the_look_never_delays_a_r
     assert network_unshown(refused["gate"], {r["id"]: r for r in refused["results"]}, {"refused": "tcp"}) == "all"
     assert quick["gate"]["opened"] == "condition-met" and quick["gate"]["network_seen"] is True
     assert quick["gate"]["waited_ms"] < 200, quick["gate"]  # not the 0.25 s the DNS look takes to time out
+
+
+# -- early denies: a deny's timeout runs beside the gate's last round, never proving less
+
+
+def early_plan(checks: list[dict[str, Any]], block: list[str], early: list[str], timeout: float = 1.0,
+               bound: float = 6) -> dict[str, Any]:
+    return {"version": 1, "timeout": timeout, "checks": checks,
+            "gate": {"bound": bound, "connect": ["allowed"], "block": block, "early": early}}
+
+
+def test_early_denies_start_once_the_network_flows_and_a_leak_still_shows(pod: Pod, serving_port: int,
+                                                                          denied_port: int) -> None:
+    # Fail-closed start (1 s of drops). The deny's 1 s timeout starts as soon as the allow
+    # connected, beside the gate's 0.25 s look at the deny, so the run ends ~0.75 s after the gate
+    # opens, not 1 s. The leak -- an expected deny that connects -- connected before the gate
+    # opened (which proves nothing), so it ran again after it, and connected again.
+    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
+              {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
+    with for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]):
+        code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "leak"]), netns=pod.netns)
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "leak": "allowed"}
+    gate = doc["gate"]
+    assert gate["opened"] == "condition-met" and gate["waited_ms"] >= 900
+    assert gate["early"]["kept"] == 1 and gate["early"]["rerun"] == ["leak"]
+    # the early start came with the network, a gate timeout (0.25 s) before the opening
+    assert gate["waited_ms"] - 400 <= gate["early"]["started_ms"] <= gate["waited_ms"] - 200
+    assert doc["elapsed_ms"] - gate["waited_ms"] <= 900, (doc["elapsed_ms"], gate)
+    assert "attempts" in result(doc, "denied")["detail"]
+
+
+def test_an_early_deny_that_connects_in_a_fail_open_start_runs_again_after_the_gate(
+        pod: Pod, serving_port: int, denied_port: int) -> None:
+    # Un-isolated for 1 s: the early look at the deny connects, before the gate opened -- the
+    # enforcer's doing, not the policy's. It is not the verdict: the check runs after the gate.
+    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port}]
+    with for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "ACCEPT"]) as isolated:
+        code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied"]), netns=pod.netns)
+        finished = time.monotonic()
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked"}
+    assert doc["gate"]["early"] == {"started_ms": doc["gate"]["early"]["started_ms"], "kept": 0, "rerun": ["denied"]}
+    assert doc["gate"]["early"]["started_ms"] < 500  # at once: the un-isolated pod's allow connected
+    assert gate_opened_at(doc, finished) >= isolated[0] - 0.1
+
+
+def test_an_early_deny_sees_a_path_that_opens_after_the_gate(pod: Pod, serving_port: int, denied_port: int) -> None:
+    # An expected deny that the policy allows, but whose target's side learns the new pod ~0.5 s
+    # in (another node's agent): dropped at first, open from then on -- a leak. The early look
+    # sends a fresh attempt every 0.25 s to the end of its window, so it sees the path open and
+    # reports the leak; one SYN sent at the gate's opening (~0.3 s) would have seen a drop, with
+    # its retransmission only at its 1 s deadline.
+    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
+              {"id": "late-leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
+    with accepting_listener(pod.host_ip) as leak_port:
+        checks[2]["port"] = leak_port
+        with for_the_first(0.5, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(leak_port),
+                                            "-j", "DROP"]):
+            code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "late-leak"]), netns=pod.netns)
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "late-leak": "allowed"}
+    assert doc["gate"]["early"]["kept"] == 2, doc["gate"]  # the leak was seen after the gate opened
+
+
+def test_an_early_silence_that_ended_before_the_gate_opened_proves_nothing(pod: Pod, serving_port: int,
+                                                                           denied_port: int) -> None:
+    # The deny the gate polls stays open for 1.2 s (a fail-open start, for that path only); the
+    # other deny, dropped all along, is silent through its whole 0.5 s window -- all of it before
+    # the gate opened, so it is not kept: it runs again after the gate.
+    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
+              {"id": "dropped", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
+    with for_the_first(1.2, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(denied_port), "-j", "ACCEPT"]):
+        code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "dropped"], timeout=0.5),
+                                   netns=pod.netns)
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "dropped": "blocked"}
+    assert sorted(doc["gate"]["early"]["rerun"]) == ["denied", "dropped"]
+    assert doc["elapsed_ms"] - doc["gate"]["waited_ms"] >= 450  # the dropped deny's whole timeout, after the gate
