@@ -9,9 +9,10 @@ Contract (README "Agent protocol"):
       {"id": "d1", "kind": "dns", "name": "db"},
       {"id": "h1", "kind": "http", "url": "http://example.com/"}]}
   (a check may carry its own "timeout"). Before the first check, either a readiness gate
-  "gate": {"bound": 2.0, "connect": ["d1"], "block": ["c1"], "timeout": 0.25, "interval": 0.05}
-  (`run_gate`: wait until the pod's policy is observably in force, at most `bound` seconds
-  from the agent's start) or a fixed "warmup": seconds to wait, never both;
+  "gate": {"bound": 2.0, "connect": ["d1"], "block": ["c1"], "early": ["c1"], "timeout": 0.25,
+  "interval": 0.05} (`run_gate`: wait until the pod's policy is observably in force, at most
+  `bound` seconds from the agent's start; the "early" tcp/http checks, expected not to
+  connect, start before it opens: `_early_deny`) or a fixed "warmup": seconds to wait, never both;
 - output: one compact JSON document on stdout, {"version": 1, "elapsed_ms", "results":
   [{"id", "verdict", "elapsed_ms", "detail", "attempts", "history"}, ...], "gate": {"mode",
   "opened", "waited_ms", ...}} ("gate" only when the plan had a gate or a warm-up), also
