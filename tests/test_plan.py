@@ -5,7 +5,9 @@ from __future__ import annotations
 import binascii
 import hashlib
 import json
+import textwrap
 import zlib
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,7 @@ from probe.probepod import (
     agent_bootstrap,
     agent_program,
     ephemeral_container,
+    minified,
     probe_job,
 )
 
@@ -200,11 +203,43 @@ def test_probe_pod_passes_the_restricted_pod_security_standard(job):
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
 
+def test_minified_source_drops_docstrings_comments_and_annotations_but_runs_the_same():
+    source = textwrap.dedent('''\
+        """module doc"""
+        from __future__ import annotations
+        class Box:
+            """doc"""
+            size: int
+            label: str = "box"  # a comment
+            def __init__(self, size: int) -> None:
+                self.size: int = size
+        def grow(box: Box, *more: int, by: int = 1, **named: int) -> list[int]:
+            out: list[int] = []
+            try:
+                out.append(box.size + by + sum(more) + sum(named.values()))
+            finally:
+                note: str
+            if not out:
+                gone: int
+            else:
+                kept: int = 1
+                out.append(kept)
+            return out
+        ''')
+    small = minified(source)
+    assert "doc" not in small and "comment" not in small and ": int" not in small and "->" not in small
+    space: dict[str, Any] = {}
+    exec(compile(small, "minified", "exec"), space)
+    assert space["grow"](space["Box"](2), 3, by=4, extra=5) == [14, 1] and space["Box"].label == "box"
+    # without the __future__ import an annotation runs (and may have effects): kept
+    assert "x: int = 1" in minified("x: int = 1\n")
+
+
 def test_agent_and_plan_travel_as_argv_data_not_through_a_shell(job):
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:2] == ["python3", "-c"]
     # the agent travels compressed, and unpacks to exactly the program netprobe says it runs
-    assert command[2] == agent_bootstrap() and len(command[2]) < 17_000
+    assert command[2] == agent_bootstrap() and len(command[2]) < 16_000
     packed = command[2].split("a2b_base64('")[1].split("')")[0]
     assert zlib.decompress(binascii.a2b_base64(packed)).decode() == agent_program()
     assert "def main(" in agent_program() and '"""' not in agent_program()
