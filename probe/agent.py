@@ -230,7 +230,7 @@ def _parse_gate(gate: Any, checks: List[Dict[str, Any]]) -> Optional[Dict[str, A
         unknown = [c for c in value if c not in kinds]
         if unknown:
             raise PlanError("gate.%s: no check with id %r" % (key, unknown[0]))
-        out[key] = list(value)
+        out[key] = list(dict.fromkeys(value))  # each once
     dns = [c for c in out["early"] if kinds[c] == "dns"]
     if dns:
         raise PlanError("gate.early: tcp and http checks only, got the dns check %r" % dns[0])
@@ -1045,34 +1045,79 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
 # timeout, sending a fresh connection attempt every EARLY_RESEND. It may report
 # - an answer to an attempt sent after the gate opened: what a check started then would see
 #   (a connection is a leak, whenever the check began);
-# - silence, when an attempt went out no earlier than the last SYN a check started at the gate's
-#   opening would have sent (the kernel retransmits a SYN after 1 s, 3 s, ...) and still had
-#   GATE_TIMEOUT for its answer. Once the gate is open a path to a target only opens -- the
-#   targets' side of the policy learning the new pod's address -- so that later attempt sees
-#   at least what the SYNs of the later check would have seen;
+# - silence, when an attempt went out no earlier than the last SYN that a check started at the
+#   gate's opening would have sent (after its own lookup; `_syn_times`) and still had
+#   EARLY_ALLOWANCE for its answer. Once the gate is open a path to a target only opens -- the
+#   targets' side of the policy learning the new pod's address -- so that attempt sees at least
+#   what every SYN of the later check would have seen;
 # and otherwise nothing: an answer to an attempt sent before the gate opened may come from a
-# fail-open start, and a window that closed too soon after the opening proves too little. Such
-# a check runs again after the gate, as every other check does.
+# fail-open start, and a window that cannot reach that late attempt proves too little. Such a
+# check runs again after the gate, as every other check does -- at the opening, not at the end
+# of its window, when the window can already not be kept then.
 EARLY_RESEND = 0.25
+EARLY_ALLOWANCE = 0.5  # the deciding attempt's time for an answer (in-cluster: milliseconds)
+EARLY_MIN_TIMEOUT = 1.0  # a shorter check's window could hardly ever be kept: it starts after the gate
 EARLY_OPEN = 4  # attempts kept open at once; older ones are closed, fresher ones cover them
-_SYN_AT = (0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0)  # Linux: a SYN, then its retransmissions (RTO 1 s, doubling)
+_SYN_TIMES = []  # type: List[float]
+_LINEAR_TIMEOUTS = "/proc/sys/net/ipv4/tcp_syn_linear_timeouts"
+
+
+def syn_schedule(linear: int, until: float = 300.0) -> List[float]:
+    """When a connect sends its SYN and each retransmission, in seconds after it starts.
+
+    Linux's first RTO is 1 s; it stays 1 s for the first tcp_syn_linear_timeouts retransmissions
+    (a sysctl since Linux 6.5, default 4: SYNs at 0, 1, 2, 3, 4, 5, 7, 11, ... s), then doubles
+    (before 6.5: 0, 1, 3, 7, 15, ... s). The kernel stops after a time budget derived from
+    tcp_syn_retries; times past it are listed anyway, which only asks more of an early window.
+    """
+    times, at, rto = [0.0], 0.0, 1.0
+    sent = 0
+    while at <= until:
+        sent += 1
+        at += rto
+        times.append(at)
+        if sent > linear:
+            rto *= 2
+    return times
+
+
+def _syn_times() -> List[float]:
+    """`syn_schedule` of this pod's kernel (a per-network-namespace sysctl); where it cannot be
+    read, every SYN time of either default (0 before Linux 6.5, 4 since)."""
+    if not _SYN_TIMES:
+        try:
+            with open(_LINEAR_TIMEOUTS) as f:
+                linears = [int(f.read())]
+        except FileNotFoundError:
+            linears = [0] if os.path.isdir(os.path.dirname(_LINEAR_TIMEOUTS)) else [0, 4]
+        except (OSError, ValueError):
+            linears = [0, 4]
+        _SYN_TIMES.extend(sorted({t for linear in linears for t in syn_schedule(linear)}))
+    return _SYN_TIMES
 
 
 def _last_syn(timeout: float) -> float:
     """How long after its start a connect with this timeout sends its last SYN."""
-    return max(at for at in _SYN_AT if at < timeout) if timeout > 0 else 0.0
+    return max([at for at in _syn_times() if at < timeout] or [0.0])
 
 
 def _start_early(early: Dict[str, Any]) -> Step[None]:
+    if "started" in early or "opened" in early:
+        return  # once; and never after the gate opened (a round still out at the bound)
     early["started"] = time.monotonic()
     for check in early["checks"]:
         timeout = float(check.get("timeout", early["timeout"]))
-        early["tasks"][check["id"]] = yield from spawn(_early_deny(check, early["resolver"], timeout, early))
+        if timeout >= EARLY_MIN_TIMEOUT:
+            window = {}  # type: Dict[str, Any]
+            early["windows"][check["id"]] = window
+            early["tasks"][check["id"]] = yield from spawn(_early_deny(check, early["resolver"], timeout,
+                                                                       early, window))
 
 
-def _early_deny(check: Dict[str, Any], resolver: Resolver, timeout: float,
-                early: Dict[str, Any]) -> Step[Optional[Dict[str, Any]]]:
-    """A tcp or http check as an early deny: its result, or None where it must run after the gate."""
+def _early_deny(check: Dict[str, Any], resolver: Resolver, timeout: float, early: Dict[str, Any],
+                window: Dict[str, Any]) -> Step[Optional[Dict[str, Any]]]:
+    """A tcp or http check as an early deny: its result, or None where it must run after the gate.
+    `window` tells run_plan how far it got (`_early_keepable`) and tells it to stop ("abandoned")."""
     start = time.monotonic()
     try:
         if check["kind"] == "http":
@@ -1080,14 +1125,17 @@ def _early_deny(check: Dict[str, Any], resolver: Resolver, timeout: float,
         else:
             host, port = check["host"], check["port"]
         address, failure = yield from _address_of(resolver, host, timeout)
-        if failure is not None or address is None:
+        if failure is not None or address is None or window.get("abandoned"):
             return None  # the lookup did not answer as a deny's would: after the gate, as any check
-        window = yield from _connect_window(address, port, timeout, early)
+        # The later check looks the name up first too: its SYNs go out that much later (twice
+        # ours: lookups vary).
+        lookup = 2 * (time.monotonic() - start) if address != host else 0.0
+        outcome = yield from _connect_window(address, port, timeout, early, window, lookup)
     except Exception:  # an odd OS error: the check simply runs after the gate
         return None
-    if window is None:
+    if outcome is None:
         return None
-    verdict, detail = window
+    verdict, detail = outcome
     if check["kind"] == "http" and verdict == ALLOWED:
         detail += " (the early look at a deny: no HTTP request sent)"
     if address != host:
@@ -1095,8 +1143,19 @@ def _early_deny(check: Dict[str, Any], resolver: Resolver, timeout: float,
     return {"id": check["id"], "verdict": verdict, "elapsed_ms": _ms(start), "detail": detail}
 
 
-def _connect_window(host: str, port: int, timeout: float,
-                    early: Dict[str, Any]) -> Step[Optional[Tuple[str, str]]]:
+def _early_keepable(window: Dict[str, Any], opened: float) -> bool:
+    """Whether an early deny still under way can reach its deciding attempt, the gate having opened."""
+    return "last_send" in window and opened + window["need"] <= window["last_send"]
+
+
+def _next_wake(now: float, due: float, last_send: float, deadline: float) -> float:
+    """When a window waiting for answers must wake next: its next attempt, else its deadline --
+    never a moment already past (a task woken for nothing would spin until the deadline)."""
+    return due if now < due <= last_send else deadline
+
+
+def _connect_window(host: str, port: int, timeout: float, early: Dict[str, Any], window: Dict[str, Any],
+                    lookup: float) -> Step[Optional[Tuple[str, str]]]:
     """Connection attempts to an IP address every EARLY_RESEND for `timeout`: (verdict, detail)
     by the rules above, or None where they prove nothing the checks after the gate could not."""
     family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
@@ -1106,46 +1165,50 @@ def _connect_window(host: str, port: int, timeout: float,
         address = _socket.getaddrinfo(host, port, family, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST)[0][4]
     start = time.monotonic()
     deadline = start + timeout
-    last_send = deadline - GATE_TIMEOUT  # every attempt keeps this long for its answer
-    need = _last_syn(timeout)
+    # the deciding attempt: no earlier than the later check's last SYN, EARLY_ALLOWANCE before the end
+    window.update(last_send=deadline - EARLY_ALLOWANCE, need=lookup + _last_syn(timeout))
     attempts = []  # type: List[Tuple[_socket.socket, float]]
-    sent, next_send, last_sent = 0, start, 0.0
+    sent, grid, last_sent = 0, start, -1.0
     try:
-        while True:
+        while not window.get("abandoned"):
             now = time.monotonic()
+            if now >= deadline:
+                break
+            due = grid
             opened = early.get("opened")
             if opened is not None:
-                if opened + need > last_send:
-                    return None  # no attempt can go out late enough any more
+                if not _early_keepable(window, opened):
+                    return None
                 for pair in [a for a in attempts if a[1] < opened]:  # their answers prove nothing now
                     pair[0].close()
                     attempts.remove(pair)
-            if now >= next_send and (now <= last_send or not sent):
+                if last_sent < opened + window["need"]:
+                    due = min(due, max(opened + window["need"], now))  # the deciding one, when due
+            if due <= now <= window["last_send"]:
                 sock = _socket.socket(family, _socket.SOCK_STREAM)
                 sock.setblocking(False)
                 attempts.append((sock, now))
-                sent, last_sent, next_send = sent + 1, now, now + EARLY_RESEND
+                sent, last_sent = sent + 1, now
+                while grid <= now:
+                    grid += EARLY_RESEND
                 if len(attempts) > EARLY_OPEN:
                     attempts.pop(0)[0].close()
                 try:
                     sock.connect(address)
                     err = 0
                 except (BlockingIOError, InterruptedError):
-                    err = -1
+                    continue
                 except OSError as exc:
-                    err = exc.errno or -2
-                if err != -1:
-                    return _window_answer(err, now, where, early)
-            wake = min(next_send, deadline) if next_send <= last_send else deadline
-            ready = yield from wait_ready([a[0] for a in attempts], _WRITE, wake)
+                    err = exc.errno or -1
+                return _window_answer(err, now, where, early)
+            ready = yield from wait_ready([a[0] for a in attempts], _WRITE,
+                                          _next_wake(now, due, window["last_send"], deadline))
             if ready is not None:
                 sent_at = next(a[1] for a in attempts if a[0] is ready)
                 return _window_answer(ready.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR), sent_at,
                                       where, early)
-            if time.monotonic() >= deadline:
-                break
         opened = early.get("opened")
-        if opened is None or last_sent < opened + need:
+        if window.get("abandoned") or opened is None or last_sent < opened + window["need"]:
             return None
         return BLOCKED, "no answer from %s within %gs (%d attempts, one every %gs from before the gate opened)" % (
             where, timeout, sent, EARLY_RESEND)
@@ -1300,11 +1363,16 @@ def wait_until_ready(plan: Dict[str, Any], started: float,
 
 def _early_or_now(check: Dict[str, Any], task: Task, resolver: Resolver, default_timeout: float,
                   early: Dict[str, Any]) -> Step[Dict[str, Any]]:
-    """An early deny's result, or -- where it has none to keep -- the check run now."""
-    outcome = yield from join(task)
-    if outcome is not None:
-        early["kept"] += 1
-        return outcome  # type: ignore[no-any-return]
+    """An early deny's result, or -- where it has none to keep -- the check run now. Called as
+    the gate opens: a window that can no longer be kept is abandoned at once, not waited for."""
+    window = early["windows"][check["id"]]
+    if task.done or _early_keepable(window, early["opened"]):
+        outcome = yield from join(task)
+        if outcome is not None:
+            early["kept"] += 1
+            return outcome  # type: ignore[no-any-return]
+    else:
+        window["abandoned"] = True  # it closes its sockets at its next wake
     early["rerun"].append(check["id"])
     return (yield from _run_one(check, resolver, default_timeout))
 
@@ -1352,8 +1420,8 @@ def run_agent(plan: Dict[str, Any], started: float) -> Step[Tuple[Optional[Dict[
     if gate_plan is not None and gate_plan["early"]:
         by_id = {c["id"]: c for c in plan["checks"]}
         early = {"checks": [by_id[i] for i in gate_plan["early"]], "timeout": plan["timeout"],
-                 "resolver": Resolver(ResolvConf.load(plan["resolv_conf"])), "tasks": {}, "kept": 0,
-                 "rerun": []}
+                 "resolver": Resolver(ResolvConf.load(plan["resolv_conf"])), "tasks": {}, "windows": {},
+                 "kept": 0, "rerun": []}
     gate = yield from wait_until_ready(plan, started, early)
     if early is not None:
         early["opened"] = time.monotonic()
@@ -1389,7 +1457,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except PlanError as exc:
         sys.stderr.write("netprobe-agent: malformed plan: %s\n" % exc)
         return 2
-    _raise_fd_limit(4 * len(plan["checks"]) + 64)
+    early = len(plan["gate"]["early"]) if plan.get("gate") else 0
+    _raise_fd_limit(4 * len(plan["checks"]) + (EARLY_OPEN + 2) * early + 64)
     if _has_https(plan):
         _load_tls()  # now, not inside the first https check's timeout while other checks wait
     gate, results = Scheduler().run(run_agent(plan, started))

@@ -348,10 +348,10 @@ class Runner:
             why += "; its nameserver never answered"
         early = gate.get("early")
         if isinstance(early, dict):
-            rerun = early.get("rerun") or []
+            rerun = sorted({plan.refs[c].target if c in plan.refs else str(c) for c in early.get("rerun") or []})
             why += (f"; early denies from {early.get('started_ms', 0) / 1000:.2f}s: {early.get('kept', 0)} kept"
-                    + (f", {len(rerun)} run again after the gate ({', '.join(map(str, rerun[:5]))}"
-                       f"{', ...' if len(rerun) > 5 else ''})" if rerun else ""))
+                    + (f", {len(early.get('rerun') or [])} run again after the gate (targets: "
+                       f"{', '.join(rerun[:5])}{', ...' if len(rerun) > 5 else ''})" if rerun else ""))
         self.log(f"probe pod {plan.index} ({', '.join(plan.sources)}): gate waited "
                  f"{gate['waited_ms'] / 1000:.2f}s, {why}")
 

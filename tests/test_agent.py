@@ -499,3 +499,18 @@ def test_gate_rounds_overlap_but_never_more_than_three_are_out(tmp_path, loopbac
     assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"]
     # 1 s / 0.25 s x 3 in flight = 12 at most (the last can only start while one still fits)
     assert 6 <= gate["rounds"] <= 12, gate
+
+
+@pytest.mark.parametrize(("linear", "first"), [(0, [0, 1, 3, 7, 15, 31]), (4, [0, 1, 2, 3, 4, 5, 7, 11, 19])])
+def test_syn_schedule_follows_the_kernels_linear_then_doubling_timeouts(linear, first):
+    # what a connect started at the gate's opening would send: an early deny must reach its last SYN
+    schedule = agent.syn_schedule(linear)
+    assert schedule[:len(first)] == first and schedule[-1] > 300
+
+
+def test_an_early_window_never_wakes_for_a_moment_already_past():
+    # (now, next attempt due, last moment to send one, deadline) -> when to wake
+    assert agent._next_wake(1.0, 1.25, 1.5, 2.0) == 1.25  # the next attempt
+    assert agent._next_wake(1.6, 1.75, 1.5, 2.0) == 2.0  # too late to send: the deadline
+    assert agent._next_wake(1.6, 1.55, 1.5, 2.0) == 2.0  # an attempt due but no longer sendable
+    assert agent._next_wake(1.0, 0.9, 1.5, 2.0) == 2.0  # never a moment in the past
