@@ -1051,13 +1051,15 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
 #   targets' side of the policy learning the new pod's address -- so that attempt sees at least
 #   what every SYN of the later check would have seen;
 # and otherwise nothing: an answer to an attempt sent before the gate opened may come from a
-# fail-open start, and a window that cannot reach that late attempt proves too little. Such a
-# check runs again after the gate, as every other check does -- at the opening, not at the end
-# of its window, when the window can already not be kept then.
+# fail-open start (an RST from a "no" sent before the later check would ask is skipped: later
+# attempts decide), and a window that cannot reach that late attempt proves too little. Such a
+# check runs again after the gate, as every other check does: at the opening where its window
+# can already not be kept then, else as soon as the window knows it cannot.
 EARLY_RESEND = 0.25
 EARLY_ALLOWANCE = 0.5  # the deciding attempt's time for an answer (in-cluster: milliseconds)
 EARLY_MIN_TIMEOUT = 1.0  # a shorter check's window could hardly ever be kept: it starts after the gate
 EARLY_OPEN = 4  # attempts kept open at once; older ones are closed, fresher ones cover them
+EARLY_SLACK = 0.05  # a wake-up comes this much late at most; a check's connect, this much after its start
 _SYN_TIMES = []  # type: List[float]
 _LINEAR_TIMEOUTS = "/proc/sys/net/ipv4/tcp_syn_linear_timeouts"
 
@@ -1127,9 +1129,7 @@ def _early_deny(check: Dict[str, Any], resolver: Resolver, timeout: float, early
         address, failure = yield from _address_of(resolver, host, timeout)
         if failure is not None or address is None or window.get("abandoned"):
             return None  # the lookup did not answer as a deny's would: after the gate, as any check
-        # The later check looks the name up first too: its SYNs go out that much later (twice
-        # ours: lookups vary).
-        lookup = 2 * (time.monotonic() - start) if address != host else 0.0
+        lookup = time.monotonic() - start if address != host else 0.0  # the later check looks it up too
         outcome = yield from _connect_window(address, port, timeout, early, window, lookup)
     except Exception:  # an odd OS error: the check simply runs after the gate
         return None
@@ -1143,9 +1143,30 @@ def _early_deny(check: Dict[str, Any], resolver: Resolver, timeout: float, early
     return {"id": check["id"], "verdict": verdict, "elapsed_ms": _ms(start), "detail": detail}
 
 
+def early_need(timeout: float, lookup: float) -> float:
+    """How long after the gate's opening a deny's deciding attempt may go out: the last SYN of a
+    check started then (`_last_syn`), after its own lookup of the name (estimated as twice the
+    early one's: lookups vary; 0 for an address), and EARLY_SLACK for its start."""
+    return _last_syn(timeout) + 2 * lookup + EARLY_SLACK
+
+
 def _early_keepable(window: Dict[str, Any], opened: float) -> bool:
-    """Whether an early deny still under way can reach its deciding attempt, the gate having opened."""
-    return "last_send" in window and opened + window["need"] <= window["last_send"]
+    """Whether an early deny still under way can send its deciding attempt in time: once it
+    learns of the opening (at its next wake) and no earlier than opened + need."""
+    return "last_send" in window and max(opened + window["need"], window["wake"]) <= window["last_send"]
+
+
+def judge_answer(err: int, sent_at: float, opened: Optional[float], need: float) -> str:
+    """What an early deny does with an answered attempt (err: its errno, 0 connected): "keep" it
+    as the verdict, "skip" it (later attempts decide), or "end" the window (the check runs after
+    the gate)."""
+    if opened is None:
+        return "end"  # before the opening: a fail-open start's connection, an enforcer's RST, ...
+    if sent_at < opened:
+        return "skip"  # sent before the opening, answered after it: it says nothing either way
+    if err == 0 or sent_at >= opened + need:
+        return "keep"  # a connection after the opening is a leak; a "no" as late as the later check's
+    return "skip"  # a "no" earlier than the later check would ask: the path may still open
 
 
 def _next_wake(now: float, due: float, last_send: float, deadline: float) -> float:
@@ -1165,8 +1186,11 @@ def _connect_window(host: str, port: int, timeout: float, early: Dict[str, Any],
         address = _socket.getaddrinfo(host, port, family, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST)[0][4]
     start = time.monotonic()
     deadline = start + timeout
-    # the deciding attempt: no earlier than the later check's last SYN, EARLY_ALLOWANCE before the end
-    window.update(last_send=deadline - EARLY_ALLOWANCE, need=lookup + _last_syn(timeout))
+    # The deciding attempt goes out no earlier than opened + need, and (EARLY_SLACK: a wake-up
+    # comes a little late) at least EARLY_ALLOWANCE - EARLY_SLACK before the deadline.
+    last_send = deadline - EARLY_ALLOWANCE
+    need = early_need(timeout, lookup)
+    window.update(last_send=last_send, need=need, wake=start)
     attempts = []  # type: List[Tuple[_socket.socket, float]]
     sent, grid, last_sent = 0, start, -1.0
     try:
@@ -1177,14 +1201,15 @@ def _connect_window(host: str, port: int, timeout: float, early: Dict[str, Any],
             due = grid
             opened = early.get("opened")
             if opened is not None:
-                if not _early_keepable(window, opened):
-                    return None
                 for pair in [a for a in attempts if a[1] < opened]:  # their answers prove nothing now
                     pair[0].close()
                     attempts.remove(pair)
-                if last_sent < opened + window["need"]:
-                    due = min(due, max(opened + window["need"], now))  # the deciding one, when due
-            if due <= now <= window["last_send"]:
+                if last_sent < opened + need:
+                    if opened + need > last_send or now > last_send + EARLY_SLACK:
+                        return None  # the deciding attempt can no longer go out in time
+                    due = min(due, max(opened + need, now))
+            answered = None  # type: Optional[Tuple[_socket.socket, float, int]]
+            if due <= now <= last_send + EARLY_SLACK:
                 sock = _socket.socket(family, _socket.SOCK_STREAM)
                 sock.setblocking(False)
                 attempts.append((sock, now))
@@ -1195,20 +1220,28 @@ def _connect_window(host: str, port: int, timeout: float, early: Dict[str, Any],
                     attempts.pop(0)[0].close()
                 try:
                     sock.connect(address)
-                    err = 0
+                    answered = (sock, now, 0)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError as exc:
-                    err = exc.errno or -1
-                return _window_answer(err, now, where, early)
-            ready = yield from wait_ready([a[0] for a in attempts], _WRITE,
-                                          _next_wake(now, due, window["last_send"], deadline))
-            if ready is not None:
+                    answered = (sock, now, exc.errno or -1)
+            else:
+                window["wake"] = _next_wake(now, due, last_send + EARLY_SLACK, deadline)
+                ready = yield from wait_ready([a[0] for a in attempts], _WRITE, window["wake"])
+                if ready is None:
+                    continue
                 sent_at = next(a[1] for a in attempts if a[0] is ready)
-                return _window_answer(ready.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR), sent_at,
-                                      where, early)
+                answered = (ready, sent_at, ready.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR))
+            sock, sent_at, err = answered
+            judged = judge_answer(err, sent_at, early.get("opened"), need)
+            if judged == "end":
+                return None
+            if judged == "keep":
+                return _answer_of(err, where)
+            sock.close()
+            attempts.remove((sock, sent_at))
         opened = early.get("opened")
-        if window.get("abandoned") or opened is None or last_sent < opened + window["need"]:
+        if window.get("abandoned") or opened is None or last_sent < opened + need:
             return None
         return BLOCKED, "no answer from %s within %gs (%d attempts, one every %gs from before the gate opened)" % (
             where, timeout, sent, EARLY_RESEND)
@@ -1217,12 +1250,8 @@ def _connect_window(host: str, port: int, timeout: float, early: Dict[str, Any],
             sock.close()
 
 
-def _window_answer(err: int, sent_at: float, where: str, early: Dict[str, Any]) -> Optional[Tuple[str, str]]:
-    """The verdict of an attempt that was answered (err: its errno, 0 connected), or None if it
-    went out before the gate opened."""
-    opened = early.get("opened")
-    if opened is None or sent_at < opened:
-        return None
+def _answer_of(err: int, where: str) -> Tuple[str, str]:
+    """The verdict of an answered connection attempt (err: its errno, 0 connected)."""
     if err == 0:
         return ALLOWED, "connected to %s" % where
     if err == errno.ECONNREFUSED:

@@ -530,21 +530,42 @@ def test_an_early_deny_sees_a_path_that_opens_after_the_gate(pod: Pod, serving_p
         assert doc["gate"]["early"]["kept"] == 2, doc["gate"]
 
 
-def test_an_early_silence_that_ended_before_the_gate_opened_proves_nothing(pod: Pod, serving_port: int,
-                                                                           denied_port: int) -> None:
-    # The deny the gate polls stays open for 2.5 s (a fail-open start, for that path only); the
-    # other deny, dropped all along, is silent through its whole 1 s window -- all of it before
-    # the gate opened, so it is not kept: it runs again after the gate.
+@pytest.mark.parametrize(("open_for", "timeout"), [(2.5, 1.0), (1.2, 2.0)])
+def test_an_early_silence_that_cannot_reach_the_later_checks_last_syn_proves_nothing(
+        pod: Pod, serving_port: int, denied_port: int, open_for: float, timeout: float) -> None:
+    # The deny the gate polls stays open for a while (a fail-open start, for that path only); the
+    # other deny, dropped all along, is silent -- but its window either ended before the gate
+    # opened (1 s window, gate at 2.5 s), or cannot send an attempt as late as a check started at
+    # the opening would send its last SYN (2 s window, gate at 1.2 s: that SYN at ~2.2 s). Not
+    # kept: it runs again as the gate opens (not at the end of its window), its whole timeout.
     checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
               {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
               {"id": "dropped", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
-    with for_the_first(2.5, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(denied_port), "-j", "ACCEPT"]):
-        code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "dropped"], timeout=1.0),
+    with for_the_first(open_for, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(denied_port),
+                                             "-j", "ACCEPT"]):
+        code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "dropped"], timeout=timeout),
                                    netns=pod.netns)
     assert code == 0 and doc is not None, err
     assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "dropped": "blocked"}
     assert sorted(doc["gate"]["early"]["rerun"]) == ["denied", "dropped"]
-    assert doc["elapsed_ms"] - doc["gate"]["waited_ms"] >= 950  # the dropped deny's whole timeout, after the gate
+    after_gate = (doc["elapsed_ms"] - doc["gate"]["waited_ms"]) / 1000
+    assert timeout - 0.05 <= after_gate <= timeout + 0.5, after_gate
+
+
+def test_an_early_deny_by_name_is_kept_with_its_name(pod: Pod, serving_port: int, denied_port: int) -> None:
+    # A Service-like name: looked up once in the window, the later check's lookup counted in its
+    # deciding moment; the kept silence names the address and the name.
+    zone = Zone(records={"db.default.svc.cluster.local": [pod.host_ip]})
+    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
+              {"id": "db", "kind": "tcp", "host": "db", "port": pod.ports["drop"]}]
+    plan = {**early_plan(checks, ["denied"], ["denied", "db"]), "resolv_conf": pod.resolv_conf}
+    with dns_server(pod.host_ip, zone):
+        code, doc, err = run_agent(plan, netns=pod.netns)
+    assert code == 0 and doc is not None, err
+    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "db": "blocked"}
+    assert doc["gate"]["early"]["kept"] == 2, doc["gate"]
+    assert result(doc, "db")["detail"].endswith("(db)") and "attempts" in result(doc, "db")["detail"]
 
 
 _LINEAR = Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
