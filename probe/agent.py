@@ -12,7 +12,7 @@ Contract (README "Agent protocol"):
   "gate": {"bound": 2.0, "connect": ["d1"], "block": ["c1"], "early": ["c1"], "timeout": 0.25,
   "interval": 0.05} (`run_gate`: wait until the pod's policy is observably in force, at most
   `bound` seconds from the agent's start; the "early" tcp/http checks, expected not to
-  connect, start before it opens: `_early_deny`) or a fixed "warmup": seconds to wait, never both;
+  connect, start with the gate's last round: `_start_early`) or a fixed "warmup": seconds to wait, never both;
 - output: one compact JSON document on stdout, {"version": 1, "elapsed_ms", "results":
   [{"id", "verdict", "elapsed_ms", "detail", "attempts", "history"}, ...], "gate": {"mode",
   "opened", "waited_ms", ...}} ("gate" only when the plan had a gate or a warm-up), also
@@ -1011,7 +1011,7 @@ NOT_LOOKED = "not-looked"  # a gate round's block check, when its connect checks
 
 
 def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any]], conf: ResolvConf,
-                timeout: float, early: Optional[Dict[str, Any]] = None) -> Step[Dict[str, str]]:
+                timeout: float, early: Optional[Dict[str, Any]] = None, number: int = 0) -> Step[Dict[str, str]]:
     """One gate round, {check id: verdict}: the connect checks, then -- only once every one of them
     connected -- fresh probes of the block checks.
 
@@ -1021,14 +1021,15 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
     everything was dropped could see the connect checks succeed in an un-isolated moment after
     it and the block check's one early SYN dropped -- and open the gate while a deny still connects.
 
-    The first round whose connect checks all connected starts the early denies (`early`).
+    The first round whose connect checks all connected starts the early denies (`early`),
+    right before its looks at the block checks.
     """
     resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
     connected = yield from gather([_gate_probe(c, resolver, timeout) for c in connect])
     verdicts = {c["id"]: connected[i] for i, c in enumerate(connect)}
     if all(_shows_connected(c, connected[i]) for i, c in enumerate(connect)):
         if early is not None and "started" not in early:
-            yield from _start_early(early)
+            yield from _start_early(early, number)
         blocked = yield from gather([_gate_probe(c, resolver, timeout) for c in block])
         verdicts.update((c["id"], blocked[i]) for i, c in enumerate(block))
     else:
@@ -1038,227 +1039,34 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
 
 # ------------------------------------------------------------------------ early denies
 #
-# A check the spec expects not to connect (gate.early) does not wait for the gate to open: its
-# answer is a timeout, all of it, and the gate's own look at a deny takes GATE_TIMEOUT of every
-# start. It starts as soon as a round saw the "connect" checks connect -- the pod's packets flow,
-# so a silence from then on is not a fail-closed start's -- and watches its target for its
-# timeout, sending a fresh connection attempt every EARLY_RESEND. It may report
-# - an answer to an attempt sent after the gate opened: what a check started then would see
-#   (a connection is a leak, whenever the check began);
-# - silence, when an attempt went out no earlier than the last SYN that a check started at the
-#   gate's opening would have sent (after its own lookup; `_syn_times`) and still had
-#   EARLY_ALLOWANCE for its answer. Once the gate is open a path to a target only opens -- the
-#   targets' side of the policy learning the new pod's address -- so that attempt sees at least
-#   what every SYN of the later check would have seen;
-# and otherwise nothing: an answer to an attempt sent before the gate opened may come from a
-# fail-open start (an RST from a "no" sent before the later check would ask is skipped: later
-# attempts decide), and a window that cannot reach that late attempt proves too little. Such a
-# check runs again after the gate, as every other check does: at the opening where its window
-# can already not be kept then, else as soon as the window knows it cannot.
-EARLY_RESEND = 0.25
-EARLY_ALLOWANCE = 0.5  # the deciding attempt's time for an answer (in-cluster: milliseconds)
-EARLY_MIN_TIMEOUT = 1.0  # a shorter check's window could hardly ever be kept: it starts after the gate
-EARLY_OPEN = 4  # attempts kept open at once; older ones are closed, fresher ones cover them
-EARLY_SLACK = 0.05  # a wake-up comes this much late at most; a check's connect, this much after its start
-_SYN_TIMES = []  # type: List[float]
-_LINEAR_TIMEOUTS = "/proc/sys/net/ipv4/tcp_syn_linear_timeouts"
+# A check the spec expects not to connect (gate.early) need not wait for the gate to return: its
+# answer is a timeout, all of it, and the gate's last round spends GATE_TIMEOUT finding out that
+# its look at a deny got no answer. That look went out right after the round's "connect" checks
+# connected: from then on the pod's packets flow and its policy is in force, which is the
+# moment the gate exists to find. So the first round whose "connect" checks all connect starts
+# every early deny as the real check it is (`_run_one`, its whole timeout, on its own resolver),
+# beside its own look at the deny. Its result is kept only where
+# - that same round is the one that opened the gate (condition-met): its checks began when the
+#   policy was seen in force, the gate merely learnt it GATE_TIMEOUT later; and
+# - it is `blocked`: silence for the whole timeout from a pod whose packets flow. An answer (a
+#   connection, an RST, an ICMP error) may have come in the moment between the check's SYN and
+#   the round's look at the deny -- a fail-open start ending -- so the check runs again.
+# Otherwise (the gate opened on a later round or at its bound, or the check answered) the check
+# runs again as the gate opens, as every other check does. A slow answer loses nothing: each
+# kept result is a check with its whole timeout.
 
 
-def syn_schedule(linear: int, until: float = 300.0) -> List[float]:
-    """When a connect sends its SYN and each retransmission, in seconds after it starts.
-
-    Linux's first RTO is 1 s; it stays 1 s for the first tcp_syn_linear_timeouts retransmissions
-    (a sysctl since Linux 6.5, default 4: SYNs at 0, 1, 2, 3, 4, 5, 7, 11, ... s), then doubles
-    (before 6.5: 0, 1, 3, 7, 15, ... s). The kernel stops after a time budget derived from
-    tcp_syn_retries; times past it are listed anyway, which only asks more of an early window.
-    """
-    times, at, rto = [0.0], 0.0, 1.0
-    sent = 0
-    while at <= until:
-        sent += 1
-        at += rto
-        times.append(at)
-        if sent > linear:
-            rto *= 2
-    return times
-
-
-def _syn_times() -> List[float]:
-    """`syn_schedule` of this pod's kernel (a per-network-namespace sysctl); where it cannot be
-    read, every SYN time of either default (0 before Linux 6.5, 4 since)."""
-    if not _SYN_TIMES:
-        try:
-            with open(_LINEAR_TIMEOUTS) as f:
-                linears = [int(f.read())]
-        except FileNotFoundError:
-            linears = [0] if os.path.isdir(os.path.dirname(_LINEAR_TIMEOUTS)) else [0, 4]
-        except (OSError, ValueError):
-            linears = [0, 4]
-        _SYN_TIMES.extend(sorted({t for linear in linears for t in syn_schedule(linear)}))
-    return _SYN_TIMES
-
-
-def _last_syn(timeout: float) -> float:
-    """How long after its start a connect with this timeout sends its last SYN."""
-    return max([at for at in _syn_times() if at < timeout] or [0.0])
-
-
-def _start_early(early: Dict[str, Any]) -> Step[None]:
+def _start_early(early: Dict[str, Any], round_number: int) -> Step[None]:
     if "started" in early or "opened" in early:
         return  # once; and never after the gate opened (a round still out at the bound)
-    early["started"] = time.monotonic()
+    early.update(started=time.monotonic(), round=round_number)
     for check in early["checks"]:
-        timeout = float(check.get("timeout", early["timeout"]))
-        if timeout >= EARLY_MIN_TIMEOUT:
-            window = {}  # type: Dict[str, Any]
-            early["windows"][check["id"]] = window
-            early["tasks"][check["id"]] = yield from spawn(_early_deny(check, early["resolver"], timeout,
-                                                                       early, window))
+        early["tasks"][check["id"]] = yield from spawn(_run_one(check, early["resolver"], early["timeout"]))
 
 
-def _early_deny(check: Dict[str, Any], resolver: Resolver, timeout: float, early: Dict[str, Any],
-                window: Dict[str, Any]) -> Step[Optional[Dict[str, Any]]]:
-    """A tcp or http check as an early deny: its result, or None where it must run after the gate.
-    `window` tells run_plan how far it got (`_early_keepable`) and tells it to stop ("abandoned")."""
-    start = time.monotonic()
-    try:
-        if check["kind"] == "http":
-            _scheme, host, port, _path = _split_url(check["url"])
-        else:
-            host, port = check["host"], check["port"]
-        address, failure = yield from _address_of(resolver, host, timeout)
-        if failure is not None or address is None or window.get("abandoned"):
-            return None  # the lookup did not answer as a deny's would: after the gate, as any check
-        lookup = time.monotonic() - start if address != host else 0.0  # the later check looks it up too
-        outcome = yield from _connect_window(address, port, timeout, early, window, lookup)
-    except Exception:  # an odd OS error: the check simply runs after the gate
-        return None
-    if outcome is None:
-        return None
-    verdict, detail = outcome
-    if check["kind"] == "http" and verdict == ALLOWED:
-        detail += " (the early look at a deny: no HTTP request sent)"
-    if address != host:
-        detail = "%s (%s)" % (detail, host)
-    return {"id": check["id"], "verdict": verdict, "elapsed_ms": _ms(start), "detail": detail}
-
-
-def early_need(timeout: float, lookup: float) -> float:
-    """How long after the gate's opening a deny's deciding attempt may go out: the last SYN of a
-    check started then (`_last_syn`), after its own lookup of the name (estimated as twice the
-    early one's: lookups vary; 0 for an address), and EARLY_SLACK for its start."""
-    return _last_syn(timeout) + 2 * lookup + EARLY_SLACK
-
-
-def _early_keepable(window: Dict[str, Any], opened: float) -> bool:
-    """Whether an early deny still under way can send its deciding attempt in time: once it
-    learns of the opening (at its next wake) and no earlier than opened + need."""
-    return "last_send" in window and max(opened + window["need"], window["wake"]) <= window["last_send"]
-
-
-def judge_answer(err: int, sent_at: float, opened: Optional[float], need: float) -> str:
-    """What an early deny does with an answered attempt (err: its errno, 0 connected): "keep" it
-    as the verdict, "skip" it (later attempts decide), or "end" the window (the check runs after
-    the gate)."""
-    if opened is None:
-        return "end"  # before the opening: a fail-open start's connection, an enforcer's RST, ...
-    if sent_at < opened:
-        return "skip"  # sent before the opening, answered after it: it says nothing either way
-    if err == 0 or sent_at >= opened + need:
-        return "keep"  # a connection after the opening is a leak; a "no" as late as the later check's
-    return "skip"  # a "no" earlier than the later check would ask: the path may still open
-
-
-def _next_wake(now: float, due: float, last_send: float, deadline: float) -> float:
-    """When a window waiting for answers must wake next: its next attempt, else its deadline --
-    never a moment already past (a task woken for nothing would spin until the deadline)."""
-    return due if now < due <= last_send else deadline
-
-
-def _connect_window(host: str, port: int, timeout: float, early: Dict[str, Any], window: Dict[str, Any],
-                    lookup: float) -> Step[Optional[Tuple[str, str]]]:
-    """Connection attempts to an IP address every EARLY_RESEND for `timeout`: (verdict, detail)
-    by the rules above, or None where they prove nothing the checks after the gate could not."""
-    family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
-    where = "[%s]:%d" % (host, port) if family == _socket.AF_INET6 else "%s:%d" % (host, port)
-    address: Tuple[Any, ...] = (host, port, 0, 0) if family == _socket.AF_INET6 else (host, port)
-    if "%" in host:
-        address = _socket.getaddrinfo(host, port, family, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST)[0][4]
-    start = time.monotonic()
-    deadline = start + timeout
-    # The deciding attempt goes out no earlier than opened + need, and (EARLY_SLACK: a wake-up
-    # comes a little late) at least EARLY_ALLOWANCE - EARLY_SLACK before the deadline.
-    last_send = deadline - EARLY_ALLOWANCE
-    need = early_need(timeout, lookup)
-    window.update(last_send=last_send, need=need, wake=start)
-    attempts = []  # type: List[Tuple[_socket.socket, float]]
-    sent, grid, last_sent = 0, start, -1.0
-    try:
-        while not window.get("abandoned"):
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            due = grid
-            opened = early.get("opened")
-            if opened is not None:
-                for pair in [a for a in attempts if a[1] < opened]:  # their answers prove nothing now
-                    pair[0].close()
-                    attempts.remove(pair)
-                if last_sent < opened + need:
-                    if opened + need > last_send or now > last_send + EARLY_SLACK:
-                        return None  # the deciding attempt can no longer go out in time
-                    due = min(due, max(opened + need, now))
-            answered = None  # type: Optional[Tuple[_socket.socket, float, int]]
-            if due <= now <= last_send + EARLY_SLACK:
-                sock = _socket.socket(family, _socket.SOCK_STREAM)
-                sock.setblocking(False)
-                attempts.append((sock, now))
-                sent, last_sent = sent + 1, now
-                while grid <= now:
-                    grid += EARLY_RESEND
-                if len(attempts) > EARLY_OPEN:
-                    attempts.pop(0)[0].close()
-                try:
-                    sock.connect(address)
-                    answered = (sock, now, 0)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as exc:
-                    answered = (sock, now, exc.errno or -1)
-            else:
-                window["wake"] = _next_wake(now, due, last_send + EARLY_SLACK, deadline)
-                ready = yield from wait_ready([a[0] for a in attempts], _WRITE, window["wake"])
-                if ready is None:
-                    continue
-                sent_at = next(a[1] for a in attempts if a[0] is ready)
-                answered = (ready, sent_at, ready.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR))
-            sock, sent_at, err = answered
-            judged = judge_answer(err, sent_at, early.get("opened"), need)
-            if judged == "end":
-                return None
-            if judged == "keep":
-                return _answer_of(err, where)
-            sock.close()
-            attempts.remove((sock, sent_at))
-        opened = early.get("opened")
-        if window.get("abandoned") or opened is None or last_sent < opened + need:
-            return None
-        return BLOCKED, "no answer from %s within %gs (%d attempts, one every %gs from before the gate opened)" % (
-            where, timeout, sent, EARLY_RESEND)
-    finally:
-        for sock, _ in attempts:
-            sock.close()
-
-
-def _answer_of(err: int, where: str) -> Tuple[str, str]:
-    """The verdict of an answered connection attempt (err: its errno, 0 connected)."""
-    if err == 0:
-        return ALLOWED, "connected to %s" % where
-    if err == errno.ECONNREFUSED:
-        return REFUSED, "%s refused the connection (RST)" % where
-    if err in _UNREACHABLE_ERRNOS:
-        return UNREACHABLE, "%s: %s" % (where, os.strerror(err))
-    return ERROR, "%s: %s" % (where, os.strerror(err) if err > 0 else "connect failed")
+def early_result_kept(result: Dict[str, Any], early: Dict[str, Any]) -> bool:
+    """Whether an early deny's result stands: started by the round that opened the gate, silent."""
+    return early.get("opened_by") == early.get("round") and result["verdict"] == BLOCKED
 
 
 def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any]] = None) -> Step[Dict[str, Any]]:
@@ -1331,13 +1139,16 @@ def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any
     last = {}  # type: Dict[str, str]
     unmet = ["connect", "block"] if block else ["connect"]
     running = []  # type: List[Task]
+    numbers = {}  # type: Dict[Task, int]
     next_round = loop_time()
     while True:
         now = loop_time()
         if now >= next_round and (now + timeout <= deadline or not report["rounds"]) \
                 and len(running) < GATE_IN_FLIGHT:
-            running.append((yield from spawn(_gate_round(connect, block, conf, timeout, rounds_early))))
             report["rounds"] += 1
+            running.append((yield from spawn(_gate_round(connect, block, conf, timeout, rounds_early,
+                                                         report["rounds"]))))
+            numbers[running[-1]] = report["rounds"]
             # Back off from `interval` to GATE_MAX_INTERVAL: the first rounds find a fast
             # enforcer at once; where targets answer every round (a fail-open start, a leak the
             # gate polls), later ones do not hit them 20 times a second until the bound.
@@ -1367,6 +1178,8 @@ def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any
         if not unmet:
             if block and not network_only:
                 report.update(opened="condition-met", waited_ms=_ms(started), last=last)
+                if early is not None:
+                    early["opened_by"] = numbers[finished]
                 return report
             break  # the network is up; nothing shows the rest is programmed: wait out the bound
     yield from sleep_until(deadline)  # rounds still out finish on their own, unread
@@ -1393,15 +1206,13 @@ def wait_until_ready(plan: Dict[str, Any], started: float,
 def _early_or_now(check: Dict[str, Any], task: Task, resolver: Resolver, default_timeout: float,
                   early: Dict[str, Any]) -> Step[Dict[str, Any]]:
     """An early deny's result, or -- where it has none to keep -- the check run now. Called as
-    the gate opens: a window that can no longer be kept is abandoned at once, not waited for."""
-    window = early["windows"][check["id"]]
-    if task.done or _early_keepable(window, early["opened"]):
+    the gate opens: an early check started by another round than the opening one is not waited
+    for (it runs out on its own, unread)."""
+    if early.get("opened_by") == early.get("round"):
         outcome = yield from join(task)
-        if outcome is not None:
+        if early_result_kept(outcome, early):
             early["kept"] += 1
             return outcome  # type: ignore[no-any-return]
-    else:
-        window["abandoned"] = True  # it closes its sockets at its next wake
     early["rerun"].append(check["id"])
     return (yield from _run_one(check, resolver, default_timeout))
 
@@ -1449,8 +1260,8 @@ def run_agent(plan: Dict[str, Any], started: float) -> Step[Tuple[Optional[Dict[
     if gate_plan is not None and gate_plan["early"]:
         by_id = {c["id"]: c for c in plan["checks"]}
         early = {"checks": [by_id[i] for i in gate_plan["early"]], "timeout": plan["timeout"],
-                 "resolver": Resolver(ResolvConf.load(plan["resolv_conf"])), "tasks": {}, "windows": {},
-                 "kept": 0, "rerun": []}
+                 "resolver": Resolver(ResolvConf.load(plan["resolv_conf"])), "tasks": {}, "kept": 0,
+                 "rerun": []}
     gate = yield from wait_until_ready(plan, started, early)
     if early is not None:
         early["opened"] = time.monotonic()
@@ -1486,8 +1297,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except PlanError as exc:
         sys.stderr.write("netprobe-agent: malformed plan: %s\n" % exc)
         return 2
-    early = len(plan["gate"]["early"]) if plan.get("gate") else 0
-    _raise_fd_limit(4 * len(plan["checks"]) + (EARLY_OPEN + 2) * early + 64)
+    early = len(plan["gate"]["early"]) if plan.get("gate") else 0  # an early check and its re-run
+    _raise_fd_limit(4 * (len(plan["checks"]) + early) + 64)
     if _has_https(plan):
         _load_tls()  # now, not inside the first https check's timeout while other checks wait
     gate, results = Scheduler().run(run_agent(plan, started))

@@ -501,39 +501,15 @@ def test_gate_rounds_overlap_but_never_more_than_three_are_out(tmp_path, loopbac
     assert 6 <= gate["rounds"] <= 12, gate
 
 
-@pytest.mark.parametrize(("linear", "first"), [(0, [0, 1, 3, 7, 15, 31]), (4, [0, 1, 2, 3, 4, 5, 7, 11, 19])])
-def test_syn_schedule_follows_the_kernels_linear_then_doubling_timeouts(linear, first):
-    # what a connect started at the gate's opening would send: an early deny must reach its last SYN
-    schedule = agent.syn_schedule(linear)
-    assert schedule[:len(first)] == first and schedule[-1] > 300
-
-
-def test_an_early_window_never_wakes_for_a_moment_already_past():
-    # (now, next attempt due, last moment to send one, deadline) -> when to wake
-    assert agent._next_wake(1.0, 1.25, 1.5, 2.0) == 1.25  # the next attempt
-    assert agent._next_wake(1.6, 1.75, 1.5, 2.0) == 2.0  # too late to send: the deadline
-    assert agent._next_wake(1.6, 1.55, 1.5, 2.0) == 2.0  # an attempt due but no longer sendable
-    assert agent._next_wake(1.0, 0.9, 1.5, 2.0) == 2.0  # never a moment in the past
-
-
-@pytest.mark.parametrize(("err", "sent_at", "opened", "judged"), [
-    (0, 0.9, None, "end"),  # before the opening: a fail-open start's connection proves nothing
-    (111, 0.9, None, "end"),  # ... nor an enforcer's RST to a pod it has not programmed
-    (0, 0.9, 1.0, "skip"),  # sent before the opening, answered after it
-    (0, 1.1, 1.0, "keep"),  # a connection after the opening: a leak, whenever the check began
-    (111, 1.1, 1.0, "skip"),  # a "no" earlier than the later check's deciding SYN (opened + need)
-    (111, 2.2, 1.0, "keep"),  # ... and one as late as it
+@pytest.mark.parametrize(("started_by", "opened_by", "verdict", "kept"), [
+    (1, 1, "blocked", True),  # started by the round that opened the gate, silent for its whole timeout
+    (1, 3, "blocked", False),  # the gate opened on a later round: the policy was not in force at its start
+    (1, None, "blocked", False),  # the gate opened at its bound (or never saw both conditions)
+    (1, 1, "allowed", False),  # an answer may come from the moment before the round's look at the deny
+    (1, 1, "refused", False),
+    (1, 1, "dns-timeout", False),  # its name did not resolve: runs again like any check
 ])
-def test_an_early_deny_keeps_only_what_a_check_started_at_the_opening_could_have_seen(err, sent_at, opened, judged):
-    assert agent.judge_answer(err, sent_at, opened, need=1.05) == judged
-
-
-def test_an_early_deny_must_reach_the_later_checks_last_syn_after_its_lookup_and_learn_of_the_opening():
-    syn = agent._last_syn(2.0)
-    assert agent.early_need(2.0, 0.0) == pytest.approx(syn + agent.EARLY_SLACK)
-    assert agent.early_need(2.0, 0.03) == pytest.approx(syn + 0.06 + agent.EARLY_SLACK)  # the name's lookup, twice
-    window = {"last_send": 1.5, "need": 1.05, "wake": 0.5}  # a 2 s window from 0
-    assert agent._early_keepable(window, opened=0.3)
-    assert not agent._early_keepable(window, opened=0.5)  # opened + need is past the last send
-    assert not agent._early_keepable({**window, "wake": 1.6}, opened=0.3)  # it would learn of it too late
-    assert not agent._early_keepable({}, opened=0.3)  # still looking its name up
+def test_an_early_deny_stands_only_as_a_silence_started_by_the_round_that_opened_the_gate(
+        started_by, opened_by, verdict, kept):
+    early = {"round": started_by, "opened_by": opened_by}
+    assert agent.early_result_kept({"id": "c1", "verdict": verdict}, early) is kept
