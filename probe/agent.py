@@ -9,10 +9,9 @@ Contract (README "Agent protocol"):
       {"id": "d1", "kind": "dns", "name": "db"},
       {"id": "h1", "kind": "http", "url": "http://example.com/"}]}
   (a check may carry its own "timeout"). Before the first check, either a readiness gate
-  "gate": {"bound": 2.0, "connect": ["d1"], "block": ["c1"], "early": ["c1"], "timeout": 0.25,
-  "interval": 0.05} (`run_gate`: wait until the pod's policy is observably in force, at most
-  `bound` seconds from the agent's start; the "early" tcp/http checks, expected not to
-  connect, start with the gate's last round: `_start_early`) or a fixed "warmup": seconds to wait, never both;
+  "gate": {"bound": 2.0, "connect": ["d1"], "block": ["c1"], "timeout": 0.25, "interval": 0.05}
+  (`run_gate`: wait until the pod's policy is observably in force, at most `bound` seconds
+  from the agent's start) or a fixed "warmup": seconds to wait, never both;
 - output: one compact JSON document on stdout, {"version": 1, "elapsed_ms", "results":
   [{"id", "verdict", "elapsed_ms", "detail", "attempts", "history"}, ...], "gate": {"mode",
   "opened", "waited_ms", ...}} ("gate" only when the plan had a gate or a warm-up), also
@@ -202,14 +201,14 @@ def parse_plan(text: str) -> Dict[str, Any]:
     warmup = plan.get("warmup", 0)
     if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0:
         raise PlanError("warmup: expected a number of seconds >= 0, got %r" % (warmup,))
-    gate = _parse_gate(plan.get("gate"), checks)
+    gate = _parse_gate(plan.get("gate"), seen)
     if gate is not None and warmup:
         raise PlanError("gate and warmup: give one of them (a gate already waits at most its bound)")
     return {"timeout": timeout, "attempts": attempts, "checks": checks, "warmup": float(warmup),
             "gate": gate, "resolv_conf": plan.get("resolv_conf", "/etc/resolv.conf")}
 
 
-def _parse_gate(gate: Any, checks: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _parse_gate(gate: Any, ids: Any) -> Optional[Dict[str, Any]]:
     """The readiness gate of a plan (None: no gate), validated."""
     if gate is None:
         return None
@@ -222,18 +221,14 @@ def _parse_gate(gate: Any, checks: List[Dict[str, Any]]) -> Optional[Dict[str, A
         "bound": float(bound),
         "timeout": _number(gate.get("timeout", GATE_TIMEOUT), "gate.timeout"),
         "interval": _number(gate.get("interval", GATE_INTERVAL), "gate.interval")}
-    kinds = {c["id"]: c["kind"] for c in checks}
-    for key in ("connect", "block", "early"):
+    for key in ("connect", "block"):
         value = gate.get(key, [])
         if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
             raise PlanError("gate.%s: expected a list of check ids" % key)
-        unknown = [c for c in value if c not in kinds]
+        unknown = [c for c in value if c not in ids]
         if unknown:
             raise PlanError("gate.%s: no check with id %r" % (key, unknown[0]))
-        out[key] = list(dict.fromkeys(value))  # each once
-    dns = [c for c in out["early"] if kinds[c] == "dns"]
-    if dns:
-        raise PlanError("gate.early: tcp and http checks only, got the dns check %r" % dns[0])
+        out[key] = list(value)
     network = gate.get("network")
     if network is not None:
         try:  # a name that cannot be sent would be "answered" by nobody: refuse it here
@@ -1011,7 +1006,7 @@ NOT_LOOKED = "not-looked"  # a gate round's block check, when its connect checks
 
 
 def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any]], conf: ResolvConf,
-                timeout: float, early: Optional[Dict[str, Any]] = None, number: int = 0) -> Step[Dict[str, str]]:
+                timeout: float) -> Step[Dict[str, str]]:
     """One gate round, {check id: verdict}: the connect checks, then -- only once every one of them
     connected -- fresh probes of the block checks.
 
@@ -1020,16 +1015,11 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
     sent again after 0.2 s, a name is resolved before its connect), so a round that began while
     everything was dropped could see the connect checks succeed in an un-isolated moment after
     it and the block check's one early SYN dropped -- and open the gate while a deny still connects.
-
-    The first round whose connect checks all connected starts the early denies (`early`),
-    right before its looks at the block checks.
     """
     resolver = Resolver(conf)  # fresh each round: an answer from before must not be reused
     connected = yield from gather([_gate_probe(c, resolver, timeout) for c in connect])
     verdicts = {c["id"]: connected[i] for i, c in enumerate(connect)}
     if all(_shows_connected(c, connected[i]) for i, c in enumerate(connect)):
-        if early is not None and "started" not in early:
-            yield from _start_early(early, number)
         blocked = yield from gather([_gate_probe(c, resolver, timeout) for c in block])
         verdicts.update((c["id"], blocked[i]) for i, c in enumerate(block))
     else:
@@ -1037,39 +1027,7 @@ def _gate_round(connect: Sequence[Dict[str, Any]], block: Sequence[Dict[str, Any
     return verdicts
 
 
-# ------------------------------------------------------------------------ early denies
-#
-# A check the spec expects not to connect (gate.early) need not wait for the gate to return: its
-# answer is a timeout, all of it, and the gate's last round spends GATE_TIMEOUT finding out that
-# its look at a deny got no answer. That look went out right after the round's "connect" checks
-# connected: from then on the pod's packets flow and its policy is in force, which is the
-# moment the gate exists to find. So the first round whose "connect" checks all connect starts
-# every early deny as the real check it is (`_run_one`, its whole timeout, on its own resolver),
-# beside its own look at the deny. Its result is kept only where
-# - that same round is the one that opened the gate (condition-met): its checks began when the
-#   policy was seen in force, the gate merely learnt it GATE_TIMEOUT later; and
-# - it is `blocked`: silence for the whole timeout from a pod whose packets flow. An answer (a
-#   connection, an RST, an ICMP error) may have come in the moment between the check's SYN and
-#   the round's look at the deny -- a fail-open start ending -- so the check runs again.
-# Otherwise (the gate opened on a later round or at its bound, or the check answered) the check
-# runs again as the gate opens, as every other check does. A slow answer loses nothing: each
-# kept result is a check with its whole timeout.
-
-
-def _start_early(early: Dict[str, Any], round_number: int) -> Step[None]:
-    if "started" in early or "opened" in early:
-        return  # once; and never after the gate opened (a round still out at the bound)
-    early.update(started=time.monotonic(), round=round_number)
-    for check in early["checks"]:
-        early["tasks"][check["id"]] = yield from spawn(_run_one(check, early["resolver"], early["timeout"]))
-
-
-def early_result_kept(result: Dict[str, Any], early: Dict[str, Any]) -> bool:
-    """Whether an early deny's result stands: started by the round that opened the gate, silent."""
-    return early.get("opened_by") == early.get("round") and result["verdict"] == BLOCKED
-
-
-def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any]] = None) -> Step[Dict[str, Any]]:
+def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     """Wait until this pod's policy is observably in force, or until the gate's bound passes.
 
     A new pod's policy is programmed asynchronously. A fail-closed enforcer (Calico) drops
@@ -1080,7 +1038,8 @@ def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any
     they say must not, and opens on the first round in which every "connect" check connects
     (not fail-closed any more, for each of them) and every "block" check does not (not fail-open
     any more): where every polled check already shows what the spec expects of it. Both
-    conditions are judged within one round, never across rounds, and in a round the block checks
+    conditions are judged within one round, never across rounds (nor on a round that finished
+    after a newer one: the newest look at the pod wins), and in a round the block checks
     are probed only after the connect checks connected, so an enforcer that goes from dropping
     everything to letting everything through before the policy lands cannot open the gate
     between the two. Beside the rounds, the gate looks at the pod's network (gate.network: any
@@ -1130,24 +1089,20 @@ def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any
         report.update(opened="no-candidate", waited_ms=_ms(started))
         return report
     conf = ResolvConf.load(plan["resolv_conf"])
-    # Early denies start from a round that saw the connect checks connect -- not where those
-    # are only the network look (an all-deny pod waits out its bound: nothing shows the targets'
-    # side is programmed), nor without a block check (the gate waits out its bound then too).
-    rounds_early = early if block and not network_only else None
     if network is not None and not network_only:
         yield from spawn(_watch_network(network, conf, timeout, report, deadline))
     last = {}  # type: Dict[str, str]
     unmet = ["connect", "block"] if block else ["connect"]
     running = []  # type: List[Task]
     numbers = {}  # type: Dict[Task, int]
+    newest = 0  # the number of the newest round that finished
     next_round = loop_time()
     while True:
         now = loop_time()
         if now >= next_round and (now + timeout <= deadline or not report["rounds"]) \
                 and len(running) < GATE_IN_FLIGHT:
+            running.append((yield from spawn(_gate_round(connect, block, conf, timeout))))
             report["rounds"] += 1
-            running.append((yield from spawn(_gate_round(connect, block, conf, timeout, rounds_early,
-                                                         report["rounds"]))))
             numbers[running[-1]] = report["rounds"]
             # Back off from `interval` to GATE_MAX_INTERVAL: the first rounds find a fast
             # enforcer at once; where targets answer every round (a fail-open start, a leak the
@@ -1167,6 +1122,12 @@ def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any
                 break  # a round still out at the bound opens nothing
             continue  # time for the next round
         running.remove(finished)
+        number = numbers.pop(finished)
+        if number < newest:
+            # A newer round already finished: it saw the pod later. An older round whose look at
+            # a deny was dropped must not open the gate after a newer one saw that deny connect.
+            continue
+        newest = number
         last = finished.value
         if network is not None and any(v in _ANSWERS for v in last.values()):
             report["network_seen"] = True
@@ -1178,8 +1139,6 @@ def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any
         if not unmet:
             if block and not network_only:
                 report.update(opened="condition-met", waited_ms=_ms(started), last=last)
-                if early is not None:
-                    early["opened_by"] = numbers[finished]
                 return report
             break  # the network is up; nothing shows the rest is programmed: wait out the bound
     yield from sleep_until(deadline)  # rounds still out finish on their own, unread
@@ -1191,11 +1150,10 @@ def run_gate(plan: Dict[str, Any], started: float, early: Optional[Dict[str, Any
     return report
 
 
-def wait_until_ready(plan: Dict[str, Any], started: float,
-                     early: Optional[Dict[str, Any]] = None) -> Step[Optional[Dict[str, Any]]]:
+def wait_until_ready(plan: Dict[str, Any], started: float) -> Step[Optional[Dict[str, Any]]]:
     """The plan's gate, or its fixed warm-up; the report of how long it waited (None: neither)."""
     if plan.get("gate") is not None:
-        return (yield from run_gate(plan, started, early))
+        return (yield from run_gate(plan, started))
     if plan.get("warmup"):
         # A fixed wait, as asked for: the CNI may program a new pod's policy asynchronously.
         yield from sleep_until(started + plan["warmup"])
@@ -1203,32 +1161,13 @@ def wait_until_ready(plan: Dict[str, Any], started: float,
     return None
 
 
-def _early_or_now(check: Dict[str, Any], task: Task, resolver: Resolver, default_timeout: float,
-                  early: Dict[str, Any]) -> Step[Dict[str, Any]]:
-    """An early deny's result, or -- where it has none to keep -- the check run now. Called as
-    the gate opens: an early check started by another round than the opening one is not waited
-    for (it runs out on its own, unread)."""
-    if early.get("opened_by") == early.get("round"):
-        outcome = yield from join(task)
-        if early_result_kept(outcome, early):
-            early["kept"] += 1
-            return outcome  # type: ignore[no-any-return]
-    early["rerun"].append(check["id"])
-    return (yield from _run_one(check, resolver, default_timeout))
-
-
-def run_plan(plan: Dict[str, Any], early: Optional[Dict[str, Any]] = None) -> Step[List[Dict[str, Any]]]:
-    """Run every check concurrently (an early deny's first attempt is already under way); re-run
-    failed ones up to `attempts` times."""
+def run_plan(plan: Dict[str, Any]) -> Step[List[Dict[str, Any]]]:
+    """Run every check concurrently; re-run failed ones up to `attempts` times."""
     resolver = Resolver(ResolvConf.load(plan["resolv_conf"]))
     pending = list(plan["checks"])
     results: Dict[str, Dict[str, Any]] = {}
-    started = early["tasks"] if early is not None else {}  # type: Dict[str, Task]
     for attempt in range(1, plan["attempts"] + 1):
-        outcomes = yield from gather([
-            _early_or_now(c, started[c["id"]], resolver, plan["timeout"], early)  # type: ignore[arg-type]
-            if attempt == 1 and c["id"] in started else _run_one(c, resolver, plan["timeout"])
-            for c in pending])
+        outcomes = yield from gather([_run_one(c, resolver, plan["timeout"]) for c in pending])
         for outcome in outcomes:
             prior = results.get(outcome["id"])
             outcome["history"] = (prior["history"] if prior else []) + [outcome["verdict"]]
@@ -1255,21 +1194,8 @@ def _raise_fd_limit(needed: int) -> None:
 
 def run_agent(plan: Dict[str, Any], started: float) -> Step[Tuple[Optional[Dict[str, Any]], List[Dict[str, Any]]]]:
     """The gate (or fixed warm-up), then the real checks: (gate report, results)."""
-    early = None  # type: Optional[Dict[str, Any]]
-    gate_plan = plan.get("gate")
-    if gate_plan is not None and gate_plan["early"]:
-        by_id = {c["id"]: c for c in plan["checks"]}
-        early = {"checks": [by_id[i] for i in gate_plan["early"]], "timeout": plan["timeout"],
-                 "resolver": Resolver(ResolvConf.load(plan["resolv_conf"])), "tasks": {}, "kept": 0,
-                 "rerun": []}
-    gate = yield from wait_until_ready(plan, started, early)
-    if early is not None:
-        early["opened"] = time.monotonic()
-    results = yield from run_plan(plan, early)
-    if gate is not None and early is not None and "started" in early:
-        gate["early"] = {"started_ms": round((early["started"] - started) * 1000), "kept": early["kept"],
-                         "rerun": early["rerun"]}
-    return gate, results
+    gate = yield from wait_until_ready(plan, started)
+    return gate, (yield from run_plan(plan))
 
 
 def _has_https(plan: Dict[str, Any]) -> bool:
@@ -1297,8 +1223,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except PlanError as exc:
         sys.stderr.write("netprobe-agent: malformed plan: %s\n" % exc)
         return 2
-    early = len(plan["gate"]["early"]) if plan.get("gate") else 0  # an early check and its re-run
-    _raise_fd_limit(4 * (len(plan["checks"]) + early) + 64)
+    _raise_fd_limit(4 * len(plan["checks"]) + 64)
     if _has_https(plan):
         _load_tls()  # now, not inside the first https check's timeout while other checks wait
     gate, results = Scheduler().run(run_agent(plan, started))

@@ -25,7 +25,7 @@ def plan_document(plan: ProbePlan) -> dict[str, Any]:
     elif plan.warmup:
         # The readiness gate (agent.run_gate): start as soon as the policy is observably in force.
         doc["gate"] = {"bound": plan.warmup, "connect": list(plan.gate_connect),
-                       "block": list(plan.gate_block), "early": list(plan.gate_early)}
+                       "block": list(plan.gate_block)}
         # A failure seen while a fail-closed CNI still drops every packet of the new pod proves
         # nothing, so the gate also looks at the pod's network: the cluster DNS answering. Where
         # nothing is expected to connect, that is what the gate waits for; otherwise it is looked

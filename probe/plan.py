@@ -43,7 +43,6 @@ class ProbePlan:
     warmup_mode: str = "gate"
     gate_connect: tuple[str, ...] = ()  # check ids the expectations say must connect
     gate_block: tuple[str, ...] = ()  # check ids the expectations say must not connect
-    gate_early: tuple[str, ...] = ()  # every tcp/http check they say must not connect (agent: early denies)
 
     @property
     def budget_s(self) -> float:
@@ -120,16 +119,14 @@ def _gate_rank(check: Mapping[str, Any], ref: CheckRef, *, connect: bool) -> int
 def gate_checks(
     checks: Sequence[Mapping[str, Any]], refs: Mapping[str, CheckRef], sources: Sequence[str],
     expect: Mapping[tuple[str, str], Expectation],
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(connect, block, early): the check ids the readiness gate polls, best first, and every
-    tcp/http check expected not to connect, which the agent starts before the gate opens.
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(connect, block): the check ids the readiness gate polls, best first.
 
     A check qualifies only when every source the probe pod stands for expects the same of
     its target (one identity can stand for several sources with different expectations).
     """
     connect: list[tuple[int, int, str]] = []
     block: list[tuple[int, int, str]] = []
-    early: list[str] = []
     for order, check in enumerate(checks):
         ref = refs[check["id"]]
         wanted = {expect.get((source, ref.target)) for source in sources}
@@ -137,10 +134,8 @@ def gate_checks(
             connect.append((_gate_rank(check, ref, connect=True), order, check["id"]))
         elif wanted == {Expectation.DENY}:
             block.append((_gate_rank(check, ref, connect=False), order, check["id"]))
-            if check["kind"] in ("tcp", "http"):
-                early.append(check["id"])
     return (tuple(cid for *_, cid in sorted(connect)[:GATE_CANDIDATES]),
-            tuple(cid for *_, cid in sorted(block)[:GATE_CANDIDATES]), tuple(early))
+            tuple(cid for *_, cid in sorted(block)[:GATE_CANDIDATES]))
 
 
 def make_plans(
@@ -177,12 +172,11 @@ def make_plans(
         extra = _backend_checks(mine, mine_refs, ident.namespace, backends or {})
         mine = [*mine, *(c for c, _ in extra)]
         mine_refs.update({c["id"]: ref for c, ref in extra})
-        connect, block, early = gate_checks(mine, mine_refs, names, expect or {})
+        connect, block = gate_checks(mine, mine_refs, names, expect or {})
         plans.append(ProbePlan(index=first_index + len(plans), identity=ident, sources=tuple(names),
                                example_pod=pod, checks=tuple(mine), refs=mine_refs,
                                timeout=timeout, attempts=attempts, warmup=warmup,
-                               warmup_mode=warmup_mode, gate_connect=connect, gate_block=block,
-                               gate_early=early))
+                               warmup_mode=warmup_mode, gate_connect=connect, gate_block=block))
     return plans
 
 

@@ -92,8 +92,8 @@ def agent_bootstrap() -> str:
     """The `python3 -c` argument that runs `agent_program`, sent zlib-compressed in base64.
 
     Every watcher of pods (kubelet, the CNI's agent, controllers, monitoring) receives the whole
-    pod on every status change, and N probe pods start together: the 63 KB of readable source
-    in each pod would make the pods four times as large as these 15 KB do. zlib and binascii are C
+    pod on every status change, and N probe pods start together: the 58 KB of readable source
+    in each pod would make the pods four times as large as these 14 KB do. zlib and binascii are C
     modules of every CPython, so unpacking costs the pod nothing measurable. The annotation
     AGENT_ANNOTATION names the program's SHA-256; `python3 -m probe.probepod` prints it.
     """

@@ -346,12 +346,6 @@ class Runner:
             why += " (nothing is expected to connect: it polled its nameserver for its network)"
         if gate.get("network_seen") is False:
             why += "; its nameserver never answered"
-        early = gate.get("early")
-        if isinstance(early, dict):
-            rerun = sorted({plan.refs[c].target if c in plan.refs else str(c) for c in early.get("rerun") or []})
-            why += (f"; early denies from {early.get('started_ms', 0) / 1000:.2f}s: {early.get('kept', 0)} kept"
-                    + (f", {len(early.get('rerun') or [])} run again after the gate (targets: "
-                       f"{', '.join(rerun[:5])}{', ...' if len(rerun) > 5 else ''})" if rerun else ""))
         self.log(f"probe pod {plan.index} ({', '.join(plan.sources)}): gate waited "
                  f"{gate['waited_ms'] / 1000:.2f}s, {why}")
 

@@ -499,17 +499,3 @@ def test_gate_rounds_overlap_but_never_more_than_three_are_out(tmp_path, loopbac
     assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"]
     # 1 s / 0.25 s x 3 in flight = 12 at most (the last can only start while one still fits)
     assert 6 <= gate["rounds"] <= 12, gate
-
-
-@pytest.mark.parametrize(("started_by", "opened_by", "verdict", "kept"), [
-    (1, 1, "blocked", True),  # started by the round that opened the gate, silent for its whole timeout
-    (1, 3, "blocked", False),  # the gate opened on a later round: the policy was not in force at its start
-    (1, None, "blocked", False),  # the gate opened at its bound (or never saw both conditions)
-    (1, 1, "allowed", False),  # an answer may come from the moment before the round's look at the deny
-    (1, 1, "refused", False),
-    (1, 1, "dns-timeout", False),  # its name did not resolve: runs again like any check
-])
-def test_an_early_deny_stands_only_as_a_silence_started_by_the_round_that_opened_the_gate(
-        started_by, opened_by, verdict, kept):
-    early = {"round": started_by, "opened_by": opened_by}
-    assert agent.early_result_kept({"id": "c1", "verdict": verdict}, early) is kept

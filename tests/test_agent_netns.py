@@ -305,6 +305,31 @@ def test_gate_judges_each_round_alone_so_a_dead_then_open_start_does_not_open_it
     assert isolated[0] - 0.1 <= gate_opened_at(gated, finished) <= isolated[0] + 0.9
 
 
+def test_gate_never_opens_on_a_round_older_than_one_that_saw_the_deny_connect(pod: Pod, serving_port: int) -> None:
+    # The deny the gate polls really connects (a leak), but the first SYN to it is dropped --
+    # its path opened a moment after the pod's own side (the target's node learnt the new pod's
+    # address late). The first round's look at it waits out its timeout while newer rounds see
+    # it connect and finish first. The old round's silence must not open the gate after that.
+    with accepting_listener(pod.host_ip) as leak_port:
+        first_syn = ["-d", pod.host_ip, "-p", "tcp", "--dport", str(leak_port), "--syn",
+                     "-m", "quota", "--quota", "100", "-j", "DROP"]  # one ~60-byte SYN, then none
+        iptables(pod.netns, "-I", "OUTPUT", "1", *first_syn)
+        try:
+            code, doc, err = run_agent({"version": 1, "timeout": 1.0, "checks": [
+                {"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
+                {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": leak_port}],
+                # a 0.8 s look: no SYN retransmission (1 s) inside the first round
+                "gate": {"bound": 2.5, "connect": ["allowed"], "block": ["leak"], "timeout": 0.8,
+                         "interval": 0.1}}, netns=pod.netns)
+        finally:
+            iptables(pod.netns, "-D", "OUTPUT", *first_syn)
+    assert code == 0 and doc is not None, err
+    report = doc["gate"]
+    assert report["opened"] == "bound-reached" and report["unmet"] == ["block"], report
+    assert report["last"] == {"allowed": "allowed", "leak": "allowed"} and report["rounds"] >= 3
+    assert verdicts(doc) == {"allowed": "allowed", "leak": "allowed"}  # and the leak shows
+
+
 @pytest.mark.parametrize("candidate", ["dns", "name"])
 def test_gate_looks_at_the_deny_only_after_the_allow_connected(pod: Pod, serving_port: int, denied_port: int,
                                                                 candidate: str) -> None:
@@ -441,154 +466,3 @@ def test_a_refused_check_does_not_show_the_network_and_the_look_never_delays_a_r
     assert network_unshown(refused["gate"], {r["id"]: r for r in refused["results"]}, {"refused": "tcp"}) == "all"
     assert quick["gate"]["opened"] == "condition-met" and quick["gate"]["network_seen"] is True
     assert quick["gate"]["waited_ms"] < 200, quick["gate"]  # not the 0.25 s the DNS look takes to time out
-
-
-# -- early denies: a deny's timeout runs beside the gate's last round, never proving less
-
-
-def early_plan(checks: list[dict[str, Any]], block: list[str], early: list[str], timeout: float = 2.0,
-               bound: float = 8) -> dict[str, Any]:
-    return {"version": 1, "timeout": timeout, "checks": checks,
-            "gate": {"bound": bound, "connect": ["allowed"], "block": block, "early": early}}
-
-
-def test_early_denies_start_once_the_network_flows_and_a_leak_still_shows(pod: Pod, serving_port: int,
-                                                                          denied_port: int) -> None:
-    # Fail-closed start (1 s of drops). The deny's 2 s timeout starts as soon as the allow
-    # connected, beside the gate's 0.25 s look at the deny, so the run ends ~1.75 s after the gate
-    # opens, not 2 s. The leak -- an expected deny that connects -- connected before the gate
-    # opened (which proves nothing), so it ran again after it, and connected again.
-    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
-              {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
-    with for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "DROP"]):
-        code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "leak"]), netns=pod.netns)
-    assert code == 0 and doc is not None, err
-    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "leak": "allowed"}
-    gate = doc["gate"]
-    assert gate["opened"] == "condition-met" and gate["waited_ms"] >= 900
-    assert gate["early"]["kept"] == 1 and gate["early"]["rerun"] == ["leak"]
-    # the early start came with the network, before the gate's look at the deny
-    assert gate["early"]["started_ms"] <= gate["waited_ms"] - 200
-    assert doc["elapsed_ms"] - gate["waited_ms"] < 2000, (doc["elapsed_ms"], gate)
-
-
-def test_an_early_deny_that_connects_in_a_fail_open_start_runs_again_after_the_gate(
-        pod: Pod, serving_port: int, denied_port: int) -> None:
-    # Un-isolated for 1 s: the early look at the deny connects, before the gate opened -- the
-    # enforcer's doing, not the policy's. It is not the verdict: the check runs after the gate.
-    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port}]
-    with for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-j", "ACCEPT"]) as isolated:
-        code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied"]), netns=pod.netns)
-        finished = time.monotonic()
-    assert code == 0 and doc is not None, err
-    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked"}
-    assert doc["gate"]["early"]["kept"] == 0 and doc["gate"]["early"]["rerun"] == ["denied"]
-    assert doc["gate"]["early"]["started_ms"] < doc["gate"]["waited_ms"]
-    assert gate_opened_at(doc, finished) >= isolated[0] - 0.1
-
-
-def test_an_early_deny_rejected_before_the_gate_opened_runs_again_and_shows_the_leak(
-        pod: Pod, serving_port: int, denied_port: int) -> None:
-    # The leak's port answers RST for its first second (an enforcer that rejects a pod it has not
-    # programmed, kube-router style), while the gate waits 1.5 s for its deny (fail-open for that
-    # path). The early RST came before the opening: not a verdict; after the gate the leak connects.
-    with accepting_listener(pod.host_ip) as leak_port:
-        checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-                  {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
-                  {"id": "leak", "kind": "tcp", "host": pod.host_ip, "port": leak_port}]
-        reject = ["-d", pod.host_ip, "-p", "tcp", "--dport", str(leak_port), "-j", "REJECT",
-                  "--reject-with", "tcp-reset"]
-        with for_the_first(1.5, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(denied_port),
-                                            "-j", "ACCEPT"]), for_the_first(1.0, pod.netns, reject):
-            code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "leak"]), netns=pod.netns)
-    assert code == 0 and doc is not None, err
-    assert verdicts(doc)["leak"] == "allowed", doc
-    assert "leak" in doc["gate"]["early"]["rerun"] and doc["gate"]["waited_ms"] >= 1400
-
-
-def test_an_early_deny_sees_a_path_that_opens_after_the_gate(pod: Pod, serving_port: int, denied_port: int) -> None:
-    # An expected deny that the policy allows, but whose target's side learns the new pod ~1 s
-    # in (another node's agent): dropped at first, open from then on -- a leak. The early check
-    # is a whole check: its SYN is retransmitted after 1 s and connects; an answer is never kept
-    # from an early check, so it runs again after the gate, and connects again.
-    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
-              {"id": "late-leak", "kind": "tcp", "host": pod.host_ip, "port": serving_port}]
-    with accepting_listener(pod.host_ip) as leak_port:
-        checks[2]["port"] = leak_port
-        with for_the_first(1.0, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(leak_port),
-                                            "-j", "DROP"]) as opened:
-            started = time.monotonic()
-            code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "late-leak"], timeout=3.0),
-                                       netns=pod.netns)
-    assert code == 0 and doc is not None, err
-    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "late-leak": "allowed"}
-    assert doc["gate"]["early"]["rerun"] == ["late-leak"] and doc["gate"]["early"]["kept"] == 1, doc["gate"]
-    assert doc["gate"]["waited_ms"] / 1000 < opened[0] - started  # the premise: the path opened after the gate
-
-
-@pytest.mark.parametrize(("open_for", "timeout"), [(2.5, 1.0), (1.2, 2.0)])
-def test_an_early_silence_started_before_the_policy_was_seen_in_force_proves_nothing(
-        pod: Pod, serving_port: int, denied_port: int, open_for: float, timeout: float) -> None:
-    # The deny the gate polls stays open for a while (a fail-open start, for that path only), so
-    # the round that started the early denies (its allow connected at once) did not open the
-    # gate: a later one did. The other deny, dropped all along, is silent -- whether its check
-    # ended before the opening (1 s, gate at 2.5 s) or not (2 s, gate at 1.2 s), it started
-    # before the policy was seen in force: not kept. It runs again as the gate opens (not at the
-    # end of the early check), its whole timeout.
-    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
-              {"id": "dropped", "kind": "tcp", "host": pod.host_ip, "port": pod.ports["drop"]}]
-    with for_the_first(open_for, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(denied_port),
-                                             "-j", "ACCEPT"]):
-        code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "dropped"], timeout=timeout),
-                                   netns=pod.netns)
-    assert code == 0 and doc is not None, err
-    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "dropped": "blocked"}
-    assert sorted(doc["gate"]["early"]["rerun"]) == ["denied", "dropped"]
-    after_gate = (doc["elapsed_ms"] - doc["gate"]["waited_ms"]) / 1000
-    assert timeout - 0.05 <= after_gate <= timeout + 0.5, after_gate
-
-
-def test_an_early_deny_by_name_is_kept_with_its_name(pod: Pod, serving_port: int, denied_port: int) -> None:
-    # A Service-like name: looked up once in the window, the later check's lookup counted in its
-    # deciding moment; the kept silence names the address and the name.
-    zone = Zone(records={"db.default.svc.cluster.local": [pod.host_ip]})
-    checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-              {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
-              {"id": "db", "kind": "tcp", "host": "db", "port": pod.ports["drop"]}]
-    plan = {**early_plan(checks, ["denied"], ["denied", "db"]), "resolv_conf": pod.resolv_conf}
-    with dns_server(pod.host_ip, zone):
-        code, doc, err = run_agent(plan, netns=pod.netns)
-    assert code == 0 and doc is not None, err
-    assert verdicts(doc) == {"allowed": "allowed", "denied": "blocked", "db": "blocked"}
-    assert doc["gate"]["early"]["kept"] == 2, doc["gate"]
-    assert result(doc, "db")["detail"].endswith("(db)")
-
-
-_LINEAR = Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
-
-
-@pytest.mark.skipif(not _LINEAR.exists() or int(_LINEAR.read_text()) < 4,
-                    reason="needs Linux >= 6.5 with tcp_syn_linear_timeouts >= 4 (SYNs at 0, 1, 2, 3, 4, 5 s)")
-def test_a_check_started_at_the_opening_sees_what_an_early_one_could_not(pod: Pod, serving_port: int,
-                                                                       denied_port: int) -> None:
-    # With linear SYN timeouts a 5.5 s connect started at the gate's opening (~1.2 s here) sends
-    # its last SYN 5 s later, at ~6.2 s -- after the leak's path opens (6 s). The early check
-    # (from ~0 s to 5.5 s) never sees it open; it started before the policy was seen in force (a
-    # later round opened the gate), so its silence is not kept: the check runs again and connects.
-    with accepting_listener(pod.host_ip) as leak_port:
-        checks = [{"id": "allowed", "kind": "tcp", "host": pod.host_ip, "port": serving_port},
-                  {"id": "denied", "kind": "tcp", "host": pod.host_ip, "port": denied_port},
-                  {"id": "late-leak", "kind": "tcp", "host": pod.host_ip, "port": leak_port}]
-        with for_the_first(1.2, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(denied_port),
-                                            "-j", "ACCEPT"]), \
-                for_the_first(6.0, pod.netns, ["-d", pod.host_ip, "-p", "tcp", "--dport", str(leak_port),
-                                               "-j", "DROP"]):
-            code, doc, err = run_agent(early_plan(checks, ["denied"], ["denied", "late-leak"], timeout=5.5),
-                                       netns=pod.netns)
-    assert code == 0 and doc is not None, err
-    assert verdicts(doc)["late-leak"] == "allowed", doc
-    assert "late-leak" in doc["gate"]["early"]["rerun"]

@@ -246,7 +246,7 @@ def test_agent_and_plan_travel_as_argv_data_not_through_a_shell(job):
     annotations = job["spec"]["template"]["metadata"]["annotations"]
     assert annotations[AGENT_ANNOTATION] == hashlib.sha256(agent_program().encode()).hexdigest()
     plan = json.loads(command[3])
-    assert plan["version"] == 1 and plan["gate"] == {"bound": 2, "connect": [], "block": [], "early": [],
+    assert plan["version"] == 1 and plan["gate"] == {"bound": 2, "connect": [], "block": [],
                                                   "network": "kubernetes.default"}
     assert "warmup" not in plan
     assert plan["checks"] == [{"id": "t0", "kind": "tcp", "host": "db", "port": 5432}]
@@ -295,21 +295,9 @@ def test_gate_polls_an_expected_allow_and_an_expected_deny_check():
     plan, doc = gate_of([DNS, DB, INTERNET], {("api", "dns"): ALLOW, ("api", "db"): DENY,
                                               ("api", "internet"): ALLOW})
     ids = {plan.refs[c].target: c for c in plan.refs}
-    # connect: DNS before an IP address; block: the only deny, which the agent also starts early
+    # connect: DNS before an IP address; block: the only deny
     assert doc["gate"] == {"bound": 3.0, "connect": [ids["dns"], ids["internet"]], "block": [ids["db"]],
-                           "early": [ids["db"]], "network": "kubernetes.default"}
-
-
-def test_every_tcp_and_http_deny_starts_early_but_not_dns_nor_what_sources_disagree_on():
-    # early denies are all of them, not the gate's three best; a DNS check has no early look
-    targets = [*TARGETS, Target(name="other", kind=TargetKind.TCP, host="203.0.113.11", port=80)]
-    expect = {("api", t.name): DENY for t in targets}
-    expect[("web", "other")] = ALLOW  # one identity stands for both sources: no agreement on "other"
-    expect.update({("web", t.name): DENY for t in targets if t.name != "other"})
-    plan, doc = gate_of(targets, expect, sources=(API, WEB), pods=DBPODS_FOUND)
-    early = {plan.refs[c].target for c in doc["gate"]["early"]}
-    assert len(doc["gate"]["block"]) == 3
-    assert early == {"site-ip", "internet", "db", "db-pods", "site"}
+                           "network": "kubernetes.default"}
 
 
 TARGETS = [SITE_IP, INTERNET, DB, DBPODS, SITE, DNS]

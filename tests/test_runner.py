@@ -386,9 +386,6 @@ def test_each_probe_pods_gate_is_chosen_from_the_expectations_and_reported(liste
     assert all(g["waited_ms"] < 2000 for g in gates)
     assert any("probe pod 0 (api): gate waited" in line and "condition-met" in line for line in logged)
     assert '"gates"' in to_json(result)
-    # the deny (t1) started early: its RST was kept or, if it came before the gate opened, run again
-    assert all(g["early"]["kept"] + len(g["early"]["rerun"]) == 1 for g in gates)
-    assert any("early denies from" in line for line in logged)
 
 
 def test_fixed_warmup_mode_waits_the_whole_warmup(listener, closed_port):
