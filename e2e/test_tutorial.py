@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -35,6 +36,15 @@ def test_tutorial_policies_match_the_spec(tutorial: str, tmp_path: Path) -> None
     assert c[("frontend", "api")]["observed"] == "allowed"
     assert c[("frontend", "internet")]["observed"] == "allowed"
     assert ET.parse(junit).getroot().find("testsuite").get("failures") == "0"  # type: ignore[union-attr]
+    # Each probe pod's readiness gate says how long it held the checks and what held it. The
+    # lab's default mode (NPL_NEW_PODS=drop, Calico-like) drops a new pod's packets until its
+    # policy is programmed and never lets them through un-isolated: no gate round can have seen
+    # an expected deny connect there (in allow mode some may, before the pod is isolated).
+    gates = doc["meta"]["gates"]
+    assert len(gates) >= 2 and all(set(g["missed"]) == {"connect", "block"} for g in gates), gates
+    if os.environ.get("NETPROBE_LAB_NEW_PODS", "drop") == "drop":
+        assert all(g["missed"]["block"] == 0 for g in gates), gates
+    assert proc.stderr.count(": gate waited ") == len(gates), proc.stderr
     # O(identities) API calls, printed with --verbose
     assert doc["meta"]["probe_pods"] == 2
     assert "2 identities, 2 probe pod(s)" in proc.stderr

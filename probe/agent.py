@@ -1057,8 +1057,9 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     GATE_IN_FLIGHT are out, without waiting for the previous one's dropped probes to time out.
 
     Returns the gate's report: waited_ms, opened (condition-met | bound-reached |
-    no-candidate), rounds (started), the conditions not met at the bound (unmet) or without a
-    check (missing), and the verdicts of the round that opened it (or the last round to finish).
+    no-candidate), rounds (started), missed (rounds read that missed each condition), the
+    conditions not met at the bound (unmet) or without a check (missing), and the verdicts of
+    the round that opened it (or the last round to finish).
     """
     gate = plan["gate"]
     deadline = started + gate["bound"]
@@ -1069,6 +1070,10 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     block = [by_id[i] for i in gate["block"]]
     report = {"mode": "gate", "bound_s": gate["bound"], "connect": gate["connect"],
               "block": gate["block"], "rounds": 0}  # type: Dict[str, Any]
+    # Rounds read that did not open the gate, by the condition they missed: "connect" -- a
+    # connect check did not connect (a fail-closed start, or a target really blocked); "block"
+    # -- a deny connected (a fail-open start, or a real leak the gate polls).
+    missed = {"connect": 0, "block": 0}
     missing = [name for name, candidates in (("connect", connect), ("block", block)) if not candidates]
     if missing:
         report["missing"] = missing
@@ -1089,6 +1094,7 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
         report.update(opened="no-candidate", waited_ms=_ms(started))
         return report
     conf = ResolvConf.load(plan["resolv_conf"])
+    report["missed"] = missed
     if network is not None and not network_only:
         yield from spawn(_watch_network(network, conf, timeout, report, deadline))
     last = {}  # type: Dict[str, str]
@@ -1136,6 +1142,8 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
             unmet.append("connect")  # the block checks were not looked at
         elif not all(last[c["id"]] in _GATE_NOT_CONNECTED for c in block):
             unmet.append("block")
+        for condition in unmet:
+            missed[condition] += 1
         if not unmet:
             if block and not network_only:
                 report.update(opened="condition-met", waited_ms=_ms(started), last=last)

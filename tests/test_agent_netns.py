@@ -268,6 +268,8 @@ def test_gate_waits_out_a_fail_closed_start_and_a_leak_still_shows(pod: Pod, ser
     # one gate timeout and interval after it (0.3 s; slack for a loaded machine), not at the 6 s bound
     assert removed[0] - 0.1 <= gate_opened_at(gated, finished) <= removed[0] + 0.9
     assert report["last"] == {"allowed": "allowed", "denied": "blocked"}
+    # what held it: rounds whose allow was dropped (a fail-closed start), none a deny connecting
+    assert report["missed"]["connect"] >= 3 and report["missed"]["block"] == 0, report
 
 
 def test_gate_waits_out_a_fail_open_start(pod: Pod, serving_port: int,
@@ -283,6 +285,8 @@ def test_gate_waits_out_a_fail_open_start(pod: Pod, serving_port: int,
     report = gated["gate"]
     assert report["opened"] == "condition-met" and report["rounds"] >= 2
     assert removed[0] - 0.1 <= gate_opened_at(gated, finished) <= removed[0] + 1.5
+    # what held it: rounds that saw the deny connect (a fail-open start), none a dropped allow
+    assert report["missed"]["block"] >= 1 and report["missed"]["connect"] == 0, report
 
 
 def test_gate_judges_each_round_alone_so_a_dead_then_open_start_does_not_open_it(
@@ -303,6 +307,7 @@ def test_gate_judges_each_round_alone_so_a_dead_then_open_start_does_not_open_it
     assert report["opened"] == "condition-met"
     assert programmed[0] < isolated[0]
     assert isolated[0] - 0.1 <= gate_opened_at(gated, finished) <= isolated[0] + 0.9
+    assert report["missed"]["connect"] >= 1 and report["missed"]["block"] >= 1, report  # both phases seen
 
 
 def test_gate_never_opens_on_a_round_older_than_one_that_saw_the_deny_connect(pod: Pod, serving_port: int) -> None:

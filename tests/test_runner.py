@@ -388,6 +388,23 @@ def test_each_probe_pods_gate_is_chosen_from_the_expectations_and_reported(liste
     assert '"gates"' in to_json(result)
 
 
+def test_a_gate_held_by_a_leak_it_polls_says_so_and_the_leak_is_reported(listener):
+    # "closed" is expected deny but open: every gate round sees it connect, the gate waits its whole
+    # bound, says which condition held it and how often -- and the real check reports the leak.
+    cluster = FakeCluster(pods=pods("api"))
+    logged: list[str] = []
+    opts = RunOptions(warmup=1.0, pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, spec_for(listener[1], listener[1], sources=("api",)), opts, log=logged.append).run()
+    assert result.exit_code == 1
+    (gate,) = result.meta["gates"]
+    assert gate["opened"] == "bound-reached" and gate["unmet"] == ["block"] and gate["waited_ms"] >= 1000
+    assert gate["missed"]["block"] >= 2 and gate["missed"]["connect"] == 0, gate
+    assert any("unmet: block" in line and f"{gate['missed']['block']} saw an expected deny connect" in line
+               for line in logged), logged
+    (leak,) = [c for c in result.cells if c.target == "closed"]
+    assert leak.observed.value == "allowed" and leak.match is False
+
+
 def test_fixed_warmup_mode_waits_the_whole_warmup(listener, closed_port):
     cluster = FakeCluster(pods=pods("api"))
     opts = RunOptions(warmup=1.0, warmup_mode="fixed", pods=PodSettings(startup_timeout=2.0))
