@@ -1059,7 +1059,7 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
     Returns the gate's report: waited_ms, opened (condition-met | bound-reached |
     no-candidate), rounds (started), missed (rounds read that missed each condition), the
     conditions not met at the bound (unmet) or without a check (missing), and the verdicts of
-    the round that opened it (or the last round to finish).
+    the round that opened it (or the last round read).
     """
     gate = plan["gate"]
     deadline = started + gate["bound"]
@@ -1127,11 +1127,18 @@ def run_gate(plan: Dict[str, Any], started: float) -> Step[Dict[str, Any]]:
             if loop_time() >= deadline:
                 break  # a round still out at the bound opens nothing
             continue  # time for the next round
-        running.remove(finished)
-        number = numbers.pop(finished)
+        # Every round done by now, read newest first: only the newest is read, and a round that
+        # finishes after a newer one was read is not. A newer round saw the pod later: an older
+        # round whose look at a deny was dropped must not open the gate after a newer one saw
+        # that deny connect.
+        done = [t for t in running if t.done]
+        for task in done:
+            running.remove(task)
+        finished = max(done, key=numbers.__getitem__)
+        number = numbers[finished]
+        for task in done:
+            del numbers[task]
         if number < newest:
-            # A newer round already finished: it saw the pod later. An older round whose look at
-            # a deny was dropped must not open the gate after a newer one saw that deny connect.
             continue
         newest = number
         last = finished.value

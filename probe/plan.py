@@ -7,7 +7,7 @@ carries a plan into the cluster is probepod.py; the results coming back are obse
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,25 +105,48 @@ def _gate_rank(check: Mapping[str, Any], ref: CheckRef, *, connect: bool) -> int
         return 2 if connect else 0
     if ref.pod:
         return 0 if connect else 1
-    host = str(check.get("host") or "")
-    if check["kind"] == "http":
-        netloc = str(check.get("url", "")).split("://", 1)[-1].split("/", 1)[0]
-        host = netloc[1:].partition("]")[0] if netloc.startswith("[") else netloc.partition(":")[0]
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(_check_host(check))
     except ValueError:
         return 1 if connect else 2
     return 3
 
 
+def _check_host(check: Mapping[str, Any]) -> str:
+    if check["kind"] == "http":
+        netloc = str(check.get("url", "")).split("://", 1)[-1].split("/", 1)[0]
+        return netloc[1:].partition("]")[0] if netloc.startswith("[") else netloc.partition(":")[0]
+    return str(check.get("host") or "")
+
+
+def reaches_a_node(check: Mapping[str, Any], ref: CheckRef, node_addresses: Collection[str]) -> bool:
+    """Whether a check may be answered by a node itself rather than from the pod network: an
+    address of a node (a hostNetwork pod's is its node's), a Service endpoint without a pod,
+    or the API server by its Service name (its endpoints are the control plane's addresses).
+
+    Some enforcers never filter a pod's traffic to its own node (the lab's; Calico does, by
+    default), not even while a fail-closed start drops everything else: such a connection shows
+    nothing about the pod's policy, so the gate must not wait for it.
+    """
+    host = _check_host(check).rstrip(".").lower()
+    if check["kind"] == "dns":
+        return False
+    if host in node_addresses or (ref.pod and ref.pod.endswith("/" + host)):
+        return True
+    return host in ("kubernetes", "kubernetes.default") or host.startswith("kubernetes.default.svc")
+
+
 def gate_checks(
     checks: Sequence[Mapping[str, Any]], refs: Mapping[str, CheckRef], sources: Sequence[str],
-    expect: Mapping[tuple[str, str], Expectation],
+    expect: Mapping[tuple[str, str], Expectation], node_addresses: Collection[str] = (),
+    outside_pod_network: Collection[str] = (),
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(connect, block): the check ids the readiness gate polls, best first.
 
     A check qualifies only when every source the probe pod stands for expects the same of
-    its target (one identity can stand for several sources with different expectations).
+    its target (one identity can stand for several sources with different expectations), and
+    as a "connect" check only when its answer must come through the pod network
+    (`reaches_a_node`; `outside_pod_network`: targets whose Service has no pod behind it).
     """
     connect: list[tuple[int, int, str]] = []
     block: list[tuple[int, int, str]] = []
@@ -131,6 +154,8 @@ def gate_checks(
         ref = refs[check["id"]]
         wanted = {expect.get((source, ref.target)) for source in sources}
         if wanted == {Expectation.ALLOW}:
+            if reaches_a_node(check, ref, node_addresses) or (ref.target in outside_pod_network and not ref.pod):
+                continue
             connect.append((_gate_rank(check, ref, connect=True), order, check["id"]))
         elif wanted == {Expectation.DENY}:
             block.append((_gate_rank(check, ref, connect=False), order, check["id"]))
@@ -160,6 +185,8 @@ def make_plans(
     if warmup_mode not in WARMUP_MODES:
         raise ValueError(f"warmup_mode: expected one of {', '.join(WARMUP_MODES)}, got {warmup_mode!r}")
     checks, refs = build_checks(targets, target_pods, timeouts or {}, timeout)
+    node_addresses = {p.host_ip for pods in pods_by_source.values() for p in pods if p.host_ip} | {
+        p.host_ip for found in target_pods.values() for p in found.pods if p.host_ip}
     plans: list[ProbePlan] = []
     for ident, pod, names in group_identities(sources, pods_by_source, per_pod=per_pod):
         mine = checks
@@ -172,7 +199,10 @@ def make_plans(
         extra = _backend_checks(mine, mine_refs, ident.namespace, backends or {})
         mine = [*mine, *(c for c, _ in extra)]
         mine_refs.update({c["id"]: ref for c, ref in extra})
-        connect, block = gate_checks(mine, mine_refs, names, expect or {})
+        # A Service whose every endpoint has no pod behind it lands outside the pod network too.
+        podless = {ref.target for c, ref in extra if reaches_a_node(c, ref, node_addresses)} - {
+            ref.target for c, ref in extra if not reaches_a_node(c, ref, node_addresses)}
+        connect, block = gate_checks(mine, mine_refs, names, expect or {}, node_addresses, podless)
         plans.append(ProbePlan(index=first_index + len(plans), identity=ident, sources=tuple(names),
                                example_pod=pod, checks=tuple(mine), refs=mine_refs,
                                timeout=timeout, attempts=attempts, warmup=warmup,

@@ -348,9 +348,10 @@ class Runner:
             why += "; its nameserver never answered"
         missed = gate.get("missed")
         if isinstance(missed, dict) and (missed.get("connect") or missed.get("block")):
-            why += (f"; rounds that did not open it: {missed.get('connect', 0)} saw an expected allow fail "
-                    f"(a fail-closed start, or a real block), {missed.get('block', 0)} saw an expected deny "
-                    f"connect (a fail-open start, or a real leak)")
+            failed = ("its nameserver silent" if gate.get("connect") == [GATE_NETWORK_CHECK]
+                      else "an expected allow fail (a fail-closed start, or a real block)")
+            why += (f"; rounds that did not open it: {missed.get('connect', 0)} saw {failed}, "
+                    f"{missed.get('block', 0)} saw an expected deny connect (a fail-open start, or a real leak)")
         self.log(f"probe pod {plan.index} ({', '.join(plan.sources)}): gate waited "
                  f"{gate['waited_ms'] / 1000:.2f}s, {why}")
 

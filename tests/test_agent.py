@@ -499,3 +499,35 @@ def test_gate_rounds_overlap_but_never_more_than_three_are_out(tmp_path, loopbac
     assert gate["opened"] == "bound-reached" and gate["unmet"] == ["connect"]
     # 1 s / 0.25 s x 3 in flight = 12 at most (the last can only start while one still fits)
     assert 6 <= gate["rounds"] <= 12, gate
+
+
+def test_gate_reads_only_the_newest_of_rounds_that_finished_together(monkeypatch):
+    # Rounds 1-3 all finish while the scheduler is busy (a loaded node), in the order 1, 3, 2:
+    # round 2's look at the deny was dropped, rounds 1 and 3 -- the newest -- saw it connect.
+    # Read oldest first, round 2 would open the gate on evidence a newer round contradicts.
+    t0 = time.monotonic()
+    seen = {1: ("allowed", 0.30), 2: ("blocked", 0.32), 3: ("allowed", 0.31)}
+    numbers = iter(range(1, 100))
+
+    def fake_round(connect, block, conf, timeout):
+        deny, ends = seen.get(next(numbers), ("allowed", 5.0))
+        yield from agent.sleep_until(t0 + ends)
+        return {"c": "allowed", "b": deny}
+
+    def busy():
+        yield from agent.sleep_until(t0 + 0.29)
+        time.sleep(0.1)  # holds the scheduler past all three rounds' ends
+
+    monkeypatch.setattr(agent, "_gate_round", fake_round)
+    plan = agent.parse_plan(json.dumps({"version": 1, "timeout": 1, "checks": [
+        {"id": "c", "kind": "tcp", "host": "127.0.0.1", "port": 1},
+        {"id": "b", "kind": "tcp", "host": "127.0.0.1", "port": 2}],
+        "gate": {"bound": 1.0, "connect": ["c"], "block": ["b"]}}))
+
+    def main():
+        yield from agent.spawn(busy())
+        return (yield from agent.run_gate(plan, t0))
+
+    report = agent.Scheduler().run(main())
+    assert report["opened"] == "bound-reached" and report["unmet"] == ["block"], report
+    assert report["last"] == {"c": "allowed", "b": "allowed"} and report["missed"] == {"connect": 0, "block": 1}

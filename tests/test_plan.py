@@ -25,6 +25,7 @@ from probe.probepod import (
     minified,
     probe_job,
 )
+from probe.services import Backend
 
 NS = Namespace("shop")
 
@@ -298,6 +299,35 @@ def test_gate_polls_an_expected_allow_and_an_expected_deny_check():
     # connect: DNS before an IP address; block: the only deny
     assert doc["gate"] == {"bound": 3.0, "connect": [ids["dns"], ids["internet"]], "block": [ids["db"]],
                            "network": "kubernetes.default"}
+
+
+def test_the_gate_never_waits_for_a_connection_a_node_may_answer_itself():
+    # Some enforcers never filter a pod's traffic to its own node, not even while a fail-closed
+    # start drops everything else (the lab's): the API server, a hostNetwork pod, a node address
+    # or a Service endpoint without a pod would connect at once and open the gate on nothing.
+    node = "10.200.0.1"
+    on_node = {"host_ip": node, "namespace": NS}
+    apiserver = Target(name="apiserver", kind=TargetKind.TCP, host="kubernetes.default.svc.cluster.local", port=443)
+    kubelet = Target(name="kubelet", kind=TargetKind.TCP, host=node, port=10250)
+    exporter = Target(name="exporter", kind=TargetKind.PODS, namespace=NS,
+                      selector=Selector.from_labels({"app": "exporter"}), port=9100)
+    legacy = Target(name="legacy", kind=TargetKind.TCP, host="legacy", port=80)  # a Service without a selector
+    found = {"exporter": TargetPods(target="exporter", total=1, pods=(
+                 PodInfo(name="exporter-x", labels={"app": "exporter"}, ip=node, **on_node),)),
+             "db-pods": TargetPods(target="db-pods", total=1, pods=(
+                 PodInfo(name="db-0", labels={"app": "db"}, ip="10.244.0.9", **on_node),))}
+    backends = {("legacy", str(NS)): [Backend(pod=f"{NS}/172.18.0.5", ip="172.18.0.5", port=80)],
+                ("db", str(NS)): [Backend(pod=f"{NS}/db-0", ip="10.244.0.9", port=5432)]}
+    targets = [apiserver, kubelet, exporter, legacy, DNS, DBPODS, DB, INTERNET]
+    allow_all = {("api", t.name): ALLOW for t in targets if t is not INTERNET} | {("api", "internet"): DENY}
+    plan, doc = gate_of(targets, allow_all, pods=found, backends=backends)
+    names = [plan.refs[c].target for c in doc["gate"]["connect"]]
+    # the target pod (in the pod network, on the same node), then the db Service, then the DNS
+    assert names == ["db-pods", "db", "db"] and len(set(doc["gate"]["connect"])) == 3
+    # with only the node to reach, nothing can show the pod programmed: no "connect" check, so
+    # the gate polls the pod's nameserver and waits out its bound
+    plan, doc = gate_of([apiserver, kubelet, exporter, legacy, INTERNET], allow_all, pods=found, backends=backends)
+    assert doc["gate"]["connect"] == [] and doc["gate"]["network"] == "kubernetes.default"
 
 
 TARGETS = [SITE_IP, INTERNET, DB, DBPODS, SITE, DNS]
