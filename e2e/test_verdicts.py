@@ -172,6 +172,34 @@ def test_an_all_deny_source_waits_for_its_nameserver_before_its_denies_are_probe
     assert gate["last"]["gate:network"] == "answered" and gate["waited_ms"] >= 4000
 
 
+def test_a_connection_the_node_answers_never_opens_the_gate(mixed: str, tmp_path: Path) -> None:
+    # The lab, like some enforcers, never filters a pod's traffic to its own node, not even while
+    # a new pod's other packets are dropped: the API server answers at once. Were it the gate's
+    # "connect" check, the gate would open before the pod is programmed, and a leak probed with
+    # one SYN (a timeout under the kernel's 1 s retransmission) would read "blocked".
+    spec = tmp_path / "node.yaml"
+    spec.write_text(textwrap.dedent("""\
+        version: 1
+        sources: [{name: client, selector: {app: client, team: b}}]
+        targets:
+          - {name: api, tcp: "kubernetes.default:443"}
+          - {name: t, tcp: {selector: {app: web, track: canary}, port: 8080}, timeout: 900ms}
+        expect: {client: {api: allow, t: deny}}
+        """))
+    proc = netprobe("run", "-f", str(spec), "-n", mixed, "--image", IMAGE, "-o", "json")
+    assert proc.returncode == 1, _why(proc)  # the canary, selected by no policy, is a leak
+    doc = json.loads(proc.stdout)
+    cells = {c["target"]: c for c in doc["cells"]}
+    assert cells["t"]["observed"] == "allowed" and cells["t"]["match"] is False, _why(proc)
+    assert cells["api"]["observed"] == "allowed" and cells["api"]["match"] is True
+    (gate,) = doc["meta"]["gates"]
+    # the API server is no "connect" check: the gate polled the pod's nameserver instead, then
+    # waited out its bound (where the deny it polls, the leak, kept connecting)
+    assert gate["connect"] == ["gate:network"] and gate["network_seen"] is True, gate
+    assert gate["opened"] == "bound-reached" and gate["unmet"] == ["block"], gate
+    assert wait_gone(mixed) == []
+
+
 def test_a_source_denied_even_dns_proves_no_deny_unless_a_fixed_wait_is_asked_for(mixed: str,
                                                                                   tmp_path: Path) -> None:
     # The hermit's egress policy denies everything, DNS included: nothing from inside its probe
