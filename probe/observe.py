@@ -101,9 +101,10 @@ _DNS_REPLIED = frozenset({"allowed", "nxdomain"})
 
 
 def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mapping[str, Any]],
-                    kinds: Mapping[str, str]) -> str | None:
+                    kinds: Mapping[str, str], node_answered: Collection[str] = ()) -> str | None:
     """Which failures of this probe pod prove nothing: "all", "denies" (its expected allows'
-    failures stand), or None. `kinds` is {check id: tcp | dns | http}.
+    failures stand), or None. `kinds` is {check id: tcp | dns | http}; a connection of a check in
+    `node_answered` (one its node itself may answer: plan.reaches_a_node) shows nothing.
 
     A failure seen while a fail-closed CNI still drops every packet of the new pod (Calico, until
     its policy is programmed) proves no deny. Where its gate's "connect" condition was not met
@@ -120,7 +121,8 @@ def network_unshown(gate: Mapping[str, Any] | None, results: Mapping[str, Mappin
     if gate is None:
         return None
     verdict = {cid: str(r.get("verdict")) for cid, r in results.items()}
-    connected = any(v == _CONNECTED and kinds.get(cid) != "dns" for cid, v in verdict.items())
+    connected = any(v == _CONNECTED and kinds.get(cid) != "dns" and cid not in node_answered
+                    for cid, v in verdict.items())
     replied = gate.get("network_seen") is True or any(
         v in _DNS_REPLIED if kinds.get(cid) == "dns" else v == "nxdomain" for cid, v in verdict.items())
     polled = [str(c) for c in gate.get("connect") or ()]

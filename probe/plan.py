@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .model import Expectation, Source, Target, TargetKind
 from .pods import Identity, PodInfo, group_identities
@@ -43,6 +44,7 @@ class ProbePlan:
     warmup_mode: str = "gate"
     gate_connect: tuple[str, ...] = ()  # check ids the expectations say must connect
     gate_block: tuple[str, ...] = ()  # check ids the expectations say must not connect
+    node_answered: frozenset[str] = frozenset()  # check ids a node itself may answer (plan.reaches_a_node)
 
     @property
     def budget_s(self) -> float:
@@ -113,40 +115,58 @@ def _gate_rank(check: Mapping[str, Any], ref: CheckRef, *, connect: bool) -> int
 
 
 def _check_host(check: Mapping[str, Any]) -> str:
+    """The host a tcp/http check connects to, lower case, without brackets or a trailing dot."""
     if check["kind"] == "http":
-        netloc = str(check.get("url", "")).split("://", 1)[-1].split("/", 1)[0]
-        return netloc[1:].partition("]")[0] if netloc.startswith("[") else netloc.partition(":")[0]
-    return str(check.get("host") or "")
+        try:
+            host = urlsplit(str(check.get("url", ""))).hostname or ""
+        except ValueError:
+            host = ""
+    else:
+        host = str(check.get("host") or "")
+    return host.strip("[]").rstrip(".").lower()
 
 
-def reaches_a_node(check: Mapping[str, Any], ref: CheckRef, node_addresses: Collection[str]) -> bool:
-    """Whether a check may be answered by a node itself rather than from the pod network: an
-    address of a node (a hostNetwork pod's is its node's), a Service endpoint without a pod,
-    or the API server by its Service name (its endpoints are the control plane's addresses).
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address in one form whatever its spelling (an IPv4-mapped IPv6 address as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return (ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else ip
 
-    Some enforcers never filter a pod's traffic to its own node (the lab's; Calico does, by
-    default), not even while a fail-closed start drops everything else: such a connection shows
-    nothing about the pod's policy, so the gate must not wait for it.
+
+def reaches_a_node(check: Mapping[str, Any], node_addresses: Collection[str]) -> bool:
+    """Whether a node itself may answer a check rather than the pod network: an address of a
+    node (a hostNetwork pod's is its node's), or the API server by its Service name (its
+    endpoints are the control plane's addresses). A Service endpoint without a pod is another
+    (`make_plans` knows it from the endpoint).
+
+    Some enforcers never filter a pod's traffic to its own node, not even while a fail-closed
+    start drops everything else (the lab's; Calico drops an unknown workload interface's traffic,
+    host-bound included, unless DefaultEndpointToHostAction is ACCEPT): such a connection shows
+    nothing about the pod's policy, so the gate must not wait for it, and it does not show the
+    pod's network up.
     """
-    host = _check_host(check).rstrip(".").lower()
     if check["kind"] == "dns":
         return False
-    if host in node_addresses or (ref.pod and ref.pod.endswith("/" + host)):
-        return True
-    return host in ("kubernetes", "kubernetes.default") or host.startswith("kubernetes.default.svc")
+    host = _check_host(check)
+    ip = _ip(host)
+    if ip is not None:
+        return ip in {_ip(a) for a in node_addresses}
+    return host in ("kubernetes", "kubernetes.default", "kubernetes.default.svc") or \
+        host.startswith("kubernetes.default.svc.")
 
 
 def gate_checks(
     checks: Sequence[Mapping[str, Any]], refs: Mapping[str, CheckRef], sources: Sequence[str],
-    expect: Mapping[tuple[str, str], Expectation], node_addresses: Collection[str] = (),
-    outside_pod_network: Collection[str] = (),
+    expect: Mapping[tuple[str, str], Expectation], node_answered: Collection[str] = (),
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(connect, block): the check ids the readiness gate polls, best first.
 
     A check qualifies only when every source the probe pod stands for expects the same of
     its target (one identity can stand for several sources with different expectations), and
-    as a "connect" check only when its answer must come through the pod network
-    (`reaches_a_node`; `outside_pod_network`: targets whose Service has no pod behind it).
+    as a "connect" check only when its answer must come through the pod network (not in
+    `node_answered`: see `reaches_a_node`).
     """
     connect: list[tuple[int, int, str]] = []
     block: list[tuple[int, int, str]] = []
@@ -154,7 +174,7 @@ def gate_checks(
         ref = refs[check["id"]]
         wanted = {expect.get((source, ref.target)) for source in sources}
         if wanted == {Expectation.ALLOW}:
-            if reaches_a_node(check, ref, node_addresses) or (ref.target in outside_pod_network and not ref.pod):
+            if check["id"] in node_answered:
                 continue
             connect.append((_gate_rank(check, ref, connect=True), order, check["id"]))
         elif wanted == {Expectation.DENY}:
@@ -185,8 +205,9 @@ def make_plans(
     if warmup_mode not in WARMUP_MODES:
         raise ValueError(f"warmup_mode: expected one of {', '.join(WARMUP_MODES)}, got {warmup_mode!r}")
     checks, refs = build_checks(targets, target_pods, timeouts or {}, timeout)
-    node_addresses = {p.host_ip for pods in pods_by_source.values() for p in pods if p.host_ip} | {
-        p.host_ip for found in target_pods.values() for p in found.pods if p.host_ip}
+    # The nodes a run knows of: those of its source and target pods (a probe pod lands on one).
+    node_addresses = {a for pods in pods_by_source.values() for p in pods for a in p.host_ips} | {
+        a for found in target_pods.values() for p in found.pods for a in p.host_ips}
     plans: list[ProbePlan] = []
     for ident, pod, names in group_identities(sources, pods_by_source, per_pod=per_pod):
         mine = checks
@@ -197,24 +218,32 @@ def make_plans(
             mine = [c for c in checks if refs[c["id"]].target in wanted]
         mine_refs = {c["id"]: refs[c["id"]] for c in mine}
         extra = _backend_checks(mine, mine_refs, ident.namespace, backends or {})
-        mine = [*mine, *(c for c, _ in extra)]
-        mine_refs.update({c["id"]: ref for c, ref in extra})
-        # A Service whose every endpoint has no pod behind it lands outside the pod network too.
-        podless = {ref.target for c, ref in extra if reaches_a_node(c, ref, node_addresses)} - {
-            ref.target for c, ref in extra if not reaches_a_node(c, ref, node_addresses)}
-        connect, block = gate_checks(mine, mine_refs, names, expect or {}, node_addresses, podless)
+        mine = [*mine, *(c for c, _, _ in extra)]
+        mine_refs.update({c["id"]: ref for c, ref, _ in extra})
+        # Where a node may answer: node addresses, the API server, an endpoint without a pod, and
+        # a Service whose every endpoint is one (it lands outside the pod network too).
+        podless = {ref.target for _, ref, has_pod in extra if not has_pod} - {
+            ref.target for _, ref, has_pod in extra if has_pod}
+        node_answered = frozenset(
+            {c["id"] for c in mine if reaches_a_node(c, node_addresses)}
+            | {c["id"] for c, _, has_pod in extra if not has_pod}
+            | {c["id"] for c in mine if mine_refs[c["id"]].target in podless and not mine_refs[c["id"]].pod})
+        connect, block = gate_checks(mine, mine_refs, names, expect or {}, node_answered)
         plans.append(ProbePlan(index=first_index + len(plans), identity=ident, sources=tuple(names),
                                example_pod=pod, checks=tuple(mine), refs=mine_refs,
                                timeout=timeout, attempts=attempts, warmup=warmup,
-                               warmup_mode=warmup_mode, gate_connect=connect, gate_block=block))
+                               warmup_mode=warmup_mode, gate_connect=connect, gate_block=block,
+                               node_answered=node_answered))
     return plans
 
 
 
 def _backend_checks(checks: Sequence[Mapping[str, Any]], refs: Mapping[str, CheckRef], namespace: str,
-                    backends: Mapping[tuple[str, str], Sequence[Backend]]) -> list[tuple[dict[str, Any], CheckRef]]:
-    """A direct TCP check per ready backend of the Service behind each check (from `namespace`)."""
-    out: list[tuple[dict[str, Any], CheckRef]] = []
+                    backends: Mapping[tuple[str, str], Sequence[Backend]]
+                    ) -> list[tuple[dict[str, Any], CheckRef, bool]]:
+    """A direct TCP check per ready backend of the Service behind each check (from `namespace`),
+    its ref, and whether a pod is behind the endpoint."""
+    out: list[tuple[dict[str, Any], CheckRef, bool]] = []
     for check in checks:
         ref = refs[check["id"]]
         if ref.pod:
@@ -222,5 +251,5 @@ def _backend_checks(checks: Sequence[Mapping[str, Any]], refs: Mapping[str, Chec
         extra = {"timeout": check["timeout"]} if "timeout" in check else {}
         for i, b in enumerate(backends.get((ref.target, namespace), ())):
             out.append(({"id": f"{check['id']}b{i}", "kind": "tcp", "host": b.ip, "port": b.port, **extra},
-                        CheckRef(target=ref.target, pod=b.pod)))
+                        CheckRef(target=ref.target, pod=b.pod), b.has_pod))
     return out

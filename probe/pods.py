@@ -47,7 +47,7 @@ class PodInfo:
     namespace: Namespace
     labels: Mapping[str, str] = field(default_factory=dict)
     ip: str = ""
-    host_ip: str = ""  # status.hostIP: its node's address (= ip for a hostNetwork pod)
+    host_ips: tuple[str, ...] = ()  # status.hostIP(s): its node's addresses (a hostNetwork pod's own)
     phase: str = "Running"
     service_account: str = ""
     node: str = ""
@@ -110,7 +110,8 @@ def pod_info(obj: Mapping[str, Any]) -> PodInfo:
         owner_name=str(owner.get("name") or "") if owner else "",
         name=str(meta.get("name", "")), namespace=Namespace(str(meta.get("namespace") or "default")),
         labels={str(k): str(v) for k, v in labels.items()}, ip=str(status.get("podIP") or ""),
-        host_ip=str(status.get("hostIP") or ""),
+        host_ips=tuple(dict.fromkeys(str(a) for a in (
+            status.get("hostIP"), *(h.get("ip") for h in _items(status.get("hostIPs"), "status.hostIPs"))) if a)),
         phase=str(status.get("phase") or "Pending"),
         service_account=str(spec.get("serviceAccountName") or spec.get("serviceAccount") or ""),
         node=str(spec.get("nodeName") or ""), tolerations=tuple(_items(spec.get("tolerations"), "spec.tolerations")),

@@ -292,7 +292,8 @@ class Runner:
         observations = observe(plan, parsed)
         # Not for --via ephemeral: its container joins a running pod, programmed long ago.
         unshown = None if self.options.via == "ephemeral" else network_unshown(
-            parse_agent_gate(output), parsed, {str(c["id"]): str(c["kind"]) for c in plan.checks})
+            parse_agent_gate(output), parsed, {str(c["id"]): str(c["kind"]) for c in plan.checks},
+            plan.node_answered)
         if unshown is not None:
             # The pod may never have had a network (or only its own side of it): a deny it saw
             # proves nothing (not probed; --attempts probes it again in a new pod). Where its
@@ -310,10 +311,10 @@ class Runner:
                 continue
             if any(c["kind"] == "dns" and self._agreed(plan, plan.refs[c["id"]].target) is Expectation.DENY
                    for c in plan.checks):
-                warning = (f"{', '.join(plan.sources)}: the spec expects it to reach nothing, not even its "
-                           "DNS, so nothing from inside its probe pod can show that its network is up: its "
-                           "denies will be not probed unless --warmup-mode fixed rests them on a fixed "
-                           "--warmup wait")
+                warning = (f"{', '.join(plan.sources)}: the spec expects it to reach nothing in the pod "
+                           "network, not even its DNS, so nothing from inside its probe pod can show that "
+                           "its network is up: its denies will be not probed unless --warmup-mode fixed "
+                           "rests them on a fixed --warmup wait")
                 if warning not in self.warnings:
                     self.warnings.append(warning)
 

@@ -29,6 +29,7 @@ class Backend:
     pod: str  # ns/name from the endpoint's targetRef (ns/<ip> when it has none)
     ip: str
     port: int
+    has_pod: bool = True  # False: an endpoint without a Pod targetRef (a node, an outside address)
 
 
 def service_for(name: str, source_ns: str, services: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -162,10 +163,10 @@ def ready_backends(svc: Mapping[str, Any], port: int, endpoints: Sequence[Mappin
         for address in subset.get("addresses") or []:
             ref = address.get("targetRef") or {}
             ip = str(address.get("ip") or "")
-            pod = f"{ref.get('namespace') or ns}/{ref['name']}" if ref.get("kind") == "Pod" and ref.get("name") \
-                else f"{ns}/{ip}"
+            has_pod = ref.get("kind") == "Pod" and bool(ref.get("name"))
+            pod = f"{ref.get('namespace') or ns}/{ref['name']}" if has_pod else f"{ns}/{ip}"
             if ip:
-                out.add(Backend(pod=pod, ip=ip, port=number))
+                out.add(Backend(pod=pod, ip=ip, port=number, has_pod=has_pod))
     return sorted(out, key=lambda b: (b.pod, b.ip))
 
 

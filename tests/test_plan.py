@@ -306,7 +306,7 @@ def test_the_gate_never_waits_for_a_connection_a_node_may_answer_itself():
     # start drops everything else (the lab's): the API server, a hostNetwork pod, a node address
     # or a Service endpoint without a pod would connect at once and open the gate on nothing.
     node = "10.200.0.1"
-    on_node = {"host_ip": node, "namespace": NS}
+    on_node = {"host_ips": (node, "fd00::1"), "namespace": NS}
     apiserver = Target(name="apiserver", kind=TargetKind.TCP, host="kubernetes.default.svc.cluster.local", port=443)
     kubelet = Target(name="kubelet", kind=TargetKind.TCP, host=node, port=10250)
     exporter = Target(name="exporter", kind=TargetKind.PODS, namespace=NS,
@@ -316,7 +316,7 @@ def test_the_gate_never_waits_for_a_connection_a_node_may_answer_itself():
                  PodInfo(name="exporter-x", labels={"app": "exporter"}, ip=node, **on_node),)),
              "db-pods": TargetPods(target="db-pods", total=1, pods=(
                  PodInfo(name="db-0", labels={"app": "db"}, ip="10.244.0.9", **on_node),))}
-    backends = {("legacy", str(NS)): [Backend(pod=f"{NS}/172.18.0.5", ip="172.18.0.5", port=80)],
+    backends = {("legacy", str(NS)): [Backend(pod=f"{NS}/172.18.0.5", ip="172.18.0.5", port=80, has_pod=False)],
                 ("db", str(NS)): [Backend(pod=f"{NS}/db-0", ip="10.244.0.9", port=5432)]}
     targets = [apiserver, kubelet, exporter, legacy, DNS, DBPODS, DB, INTERNET]
     allow_all = {("api", t.name): ALLOW for t in targets if t is not INTERNET} | {("api", "internet"): DENY}
@@ -328,6 +328,36 @@ def test_the_gate_never_waits_for_a_connection_a_node_may_answer_itself():
     # the gate polls the pod's nameserver and waits out its bound
     plan, doc = gate_of([apiserver, kubelet, exporter, legacy, INTERNET], allow_all, pods=found, backends=backends)
     assert doc["gate"]["connect"] == [] and doc["gate"]["network"] == "kubernetes.default"
+    assert {plan.refs[c].target for c in plan.node_answered} == {"apiserver", "kubelet", "exporter", "legacy"}
+
+
+@pytest.mark.parametrize("target", [
+    Target(name="n", kind=TargetKind.TCP, host="fd00:0:0::0001", port=10250),   # another spelling
+    Target(name="n", kind=TargetKind.TCP, host="::ffff:10.200.0.1", port=10250),  # IPv4-mapped
+    Target(name="n", kind=TargetKind.HTTP, host="http://[FD00::1]:10255/metrics"),
+    Target(name="n", kind=TargetKind.HTTP, host="http://user@10.200.0.1:10255/"),
+    Target(name="n", kind=TargetKind.TCP, host="KUBERNETES.default.svc.cluster.example.", port=443),
+])
+def test_a_node_is_known_whatever_the_spelling_of_its_address(target):
+    source = PodInfo(name="api-1", namespace=NS, labels={"app": "api"}, ip="10.244.0.3",
+                     host_ips=("10.200.0.1", "fd00::1"))
+    plan = make_plans([API], {"api": [source]}, [target, DNS], {}, timeout=2.0, warmup=3.0,
+                      expect={("api", "n"): ALLOW, ("api", "dns"): ALLOW})[0]
+    assert [plan.refs[c].target for c in plan.node_answered] == ["n"]
+    assert [plan.refs[c].target for c in plan.gate_connect] == ["dns"]
+
+
+def test_a_connection_a_node_may_answer_shows_no_network():
+    # A pod whose only expected allow is the API server: its gate polls its nameserver, which
+    # never replied (a fail-closed start that outlasted --warmup). The API server connecting
+    # (the node answers it) shows nothing: the deny beside it is not probed, not a match.
+    from probe.observe import network_unshown
+
+    gate = {"opened": "bound-reached", "unmet": ["connect"], "connect": ["gate:network"], "network_seen": False}
+    results = {"t0": {"verdict": "allowed"}, "t1": {"verdict": "blocked"}}
+    kinds = {"t0": "tcp", "t1": "tcp"}
+    assert network_unshown(gate, results, kinds, node_answered={"t0"}) == "all"
+    assert network_unshown(gate, results, kinds) is None  # a connection through the pod network shows it
 
 
 TARGETS = [SITE_IP, INTERNET, DB, DBPODS, SITE, DNS]

@@ -405,6 +405,21 @@ def test_a_gate_held_by_a_leak_it_polls_says_so_and_the_leak_is_reported(listene
     assert leak.observed.value == "allowed" and leak.match is False
 
 
+def test_a_connection_only_the_node_may_answer_proves_no_deny(listener, closed_port):
+    # The source pod's node is 127.0.0.1, so its expected allow (127.0.0.1) is one the node itself
+    # may answer -- some enforcers pass it through a fail-closed start. Its nameserver (loopback,
+    # nothing listening) never replies: nothing showed the pod network up, so the deny proves nothing.
+    cluster = FakeCluster(pods=pods("api", host_ips=("127.0.0.1",)))
+    opts = RunOptions(warmup=0.6, pods=PodSettings(startup_timeout=2.0))
+    result = Runner(cluster, spec_for(listener[1], closed_port, sources=("api",)), opts).run()
+    (gate,) = result.meta["gates"]
+    assert gate["connect"] == ["gate:network"] and gate["network_seen"] is False, gate
+    assert result.cell("api", "db").observed is Verdict.ALLOWED
+    closed = result.cell("api", "closed")
+    assert closed.match is None and "not probed" in closed.reason, closed
+    assert result.exit_code == 3
+
+
 def test_fixed_warmup_mode_waits_the_whole_warmup(listener, closed_port):
     cluster = FakeCluster(pods=pods("api"))
     opts = RunOptions(warmup=1.0, warmup_mode="fixed", pods=PodSettings(startup_timeout=2.0))
