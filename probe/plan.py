@@ -7,7 +7,7 @@ carries a plan into the cluster is probepod.py; the results coming back are obse
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,9 +107,7 @@ def _gate_rank(check: Mapping[str, Any], ref: CheckRef, *, connect: bool) -> int
         return 2 if connect else 0
     if ref.pod:
         return 0 if connect else 1
-    try:
-        ipaddress.ip_address(_check_host(check))
-    except ValueError:
+    if _ip(_check_host(check)) is None:
         return 1 if connect else 2
     return 3
 
@@ -126,7 +124,10 @@ def _check_host(check: Mapping[str, Any]) -> str:
     return host.strip("[]").rstrip(".").lower()
 
 
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip(text: str) -> IPAddress | None:
     """An address in one form whatever its spelling (an IPv4-mapped IPv6 address as IPv4)."""
     try:
         ip = ipaddress.ip_address(text)
@@ -135,7 +136,12 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return (ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else ip
 
 
-def reaches_a_node(check: Mapping[str, Any], node_addresses: Collection[str]) -> bool:
+def node_addresses(pods: Iterable[PodInfo]) -> frozenset[IPAddress]:
+    """The addresses of the nodes these pods run on (their status.hostIPs), in one spelling."""
+    return frozenset(ip for p in pods for a in p.host_ips if (ip := _ip(a)) is not None)
+
+
+def reaches_a_node(check: Mapping[str, Any], nodes: Collection[IPAddress]) -> bool:
     """Whether a node itself may answer a check rather than the pod network: an address of a
     node (a hostNetwork pod's is its node's), or the API server by its Service name (its
     endpoints are the control plane's addresses). A Service endpoint without a pod is another
@@ -152,7 +158,7 @@ def reaches_a_node(check: Mapping[str, Any], node_addresses: Collection[str]) ->
     host = _check_host(check)
     ip = _ip(host)
     if ip is not None:
-        return ip in {_ip(a) for a in node_addresses}
+        return ip in nodes
     return host in ("kubernetes", "kubernetes.default", "kubernetes.default.svc") or \
         host.startswith("kubernetes.default.svc.")
 
@@ -206,8 +212,9 @@ def make_plans(
         raise ValueError(f"warmup_mode: expected one of {', '.join(WARMUP_MODES)}, got {warmup_mode!r}")
     checks, refs = build_checks(targets, target_pods, timeouts or {}, timeout)
     # The nodes a run knows of: those of its source and target pods (a probe pod lands on one).
-    node_addresses = {a for pods in pods_by_source.values() for p in pods for a in p.host_ips} | {
-        a for found in target_pods.values() for p in found.pods for a in p.host_ips}
+    nodes = node_addresses([*(p for pods in pods_by_source.values() for p in pods),
+                            *(p for found in target_pods.values() for p in found.pods)])
+    at_a_node = {c["id"] for c in checks if reaches_a_node(c, nodes)}
     plans: list[ProbePlan] = []
     for ident, pod, names in group_identities(sources, pods_by_source, per_pod=per_pod):
         mine = checks
@@ -218,16 +225,16 @@ def make_plans(
             mine = [c for c in checks if refs[c["id"]].target in wanted]
         mine_refs = {c["id"]: refs[c["id"]] for c in mine}
         extra = _backend_checks(mine, mine_refs, ident.namespace, backends or {})
-        mine = [*mine, *(c for c, _, _ in extra)]
-        mine_refs.update({c["id"]: ref for c, ref, _ in extra})
         # Where a node may answer: node addresses, the API server, an endpoint without a pod, and
         # a Service whose every endpoint is one (it lands outside the pod network too).
         podless = {ref.target for _, ref, has_pod in extra if not has_pod} - {
             ref.target for _, ref, has_pod in extra if has_pod}
         node_answered = frozenset(
-            {c["id"] for c in mine if reaches_a_node(c, node_addresses)}
-            | {c["id"] for c, _, has_pod in extra if not has_pod}
-            | {c["id"] for c in mine if mine_refs[c["id"]].target in podless and not mine_refs[c["id"]].pod})
+            {c["id"] for c in mine
+             if c["id"] in at_a_node or (refs[c["id"]].target in podless and not refs[c["id"]].pod)}
+            | {c["id"] for c, _, has_pod in extra if not has_pod or reaches_a_node(c, nodes)})
+        mine = [*mine, *(c for c, _, _ in extra)]
+        mine_refs.update({c["id"]: ref for c, ref, _ in extra})
         connect, block = gate_checks(mine, mine_refs, names, expect or {}, node_answered)
         plans.append(ProbePlan(index=first_index + len(plans), identity=ident, sources=tuple(names),
                                example_pod=pod, checks=tuple(mine), refs=mine_refs,
